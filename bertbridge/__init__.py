@@ -1,0 +1,31 @@
+"""bertbridge: fine-tune and serve BERT-family models on PyTorch, TensorFlow and
+MXNet from one framework-neutral task spec.
+
+Example::
+
+    import bertbridge
+
+    clf = bertbridge.train("examples/sentiment/spec.yaml")   # backend from the spec, env or 'pytorch'
+    bertbridge.load(clf.path).predict(["A warm, funny and clever film."])
+
+Importing bertbridge never imports a deep-learning framework.
+"""
+
+from .core.api import evaluate, list_backends, load, load_spec, train
+from .core.classifier import TextClassifier
+from .core.errors import BertbridgeError
+from .core.spec import TaskSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BertbridgeError",
+    "TaskSpec",
+    "TextClassifier",
+    "evaluate",
+    "list_backends",
+    "load",
+    "load_spec",
+    "train",
+    "__version__",
+]

@@ -1,0 +1,15 @@
+"""MXNet backend declaration. It registers and reports whether MXNet is
+installed; no task is implemented yet, so training or loading with it raises
+a clear "cannot do ... yet" error from the core contract."""
+
+from __future__ import annotations
+
+from bertbridge.core.backend import Backend
+
+
+class MXNetBackend(Backend):
+    name = "mxnet"
+    extra = "mxnet"
+    requires = ("mxnet",)
+    distributions = ("mxnet",)
+    tasks = ()

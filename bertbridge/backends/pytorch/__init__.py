@@ -1,0 +1,1 @@
+"""The PyTorch backend (Hugging Face ``transformers`` models on PyTorch)."""

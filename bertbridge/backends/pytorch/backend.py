@@ -1,0 +1,28 @@
+"""PyTorch backend declaration; torch is imported only inside the methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bertbridge.core.backend import Backend, InferenceModel, ModelSetup, TrainableModel
+
+
+class PyTorchBackend(Backend):
+    name = "pytorch"
+    extra = "pytorch"
+    requires = ("torch", "transformers")
+    distributions = ("torch",)
+    tasks = ("text_classification",)
+
+    def install_note(self) -> str:
+        return " (pip install torch==<version> first to choose a CPU or CUDA build)."
+
+    def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
+        from .model import TorchClassifier
+
+        return TorchClassifier.from_pretrained(pretrained_dir, setup)
+
+    def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
+        from .model import TorchClassifier
+
+        return TorchClassifier.from_artifact(artifact_dir, setup)

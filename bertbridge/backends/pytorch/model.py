@@ -1,0 +1,135 @@
+"""Torch implementation of the core model contract (imported only when used)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers.utils import logging as hf_logging
+
+from bertbridge.core.backend import Batch, ModelSetup, TrainableModel
+from bertbridge.core.errors import ArtifactError
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide "newly initialized classifier weights" notices: a fresh head is the point of fine-tuning."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _problem_type(setup: ModelSetup) -> str:
+    return "multi_label_classification" if setup.multi_label else "single_label_classification"
+
+
+class TorchClassifier(TrainableModel):
+    """``AutoModelForSequenceClassification`` driven by the core training loop."""
+
+    def __init__(self, model: torch.nn.Module, setup: ModelSetup) -> None:
+        self.device = _device()
+        self.model = model.to(self.device)
+        self.setup = setup
+        self._optimizer: Any = None
+        use_bf16 = setup.mixed_precision and (self.device.type == "cpu" or torch.cuda.is_bf16_supported())
+        self._autocast = (
+            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+        )
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder: Path, setup: ModelSetup) -> "TorchClassifier":
+        torch.manual_seed(setup.seed)
+        config = AutoConfig.from_pretrained(
+            folder,
+            num_labels=setup.num_labels,
+            id2label={int(k): v for k, v in setup.id2label.items()},
+            label2id={v: int(k) for k, v in setup.id2label.items()},
+            problem_type=_problem_type(setup),
+        )
+        with _quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, config=config, use_safetensors=True, attn_implementation="sdpa"
+            )
+        return cls(model, setup)
+
+    @classmethod
+    def from_artifact(cls, folder: Path, setup: ModelSetup) -> "TorchClassifier":
+        config = AutoConfig.from_pretrained(folder)
+        if config.num_labels != setup.num_labels:
+            raise ArtifactError(
+                f"{folder}: config.json has {config.num_labels} labels but bertbridge.json lists "
+                f"{setup.num_labels}. The folder is inconsistent; retrain or restore it."
+            )
+        with _quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, config=config, use_safetensors=True, attn_implementation="sdpa"
+            )
+        return cls(model, setup)
+
+    # -- contract ----------------------------------------------------------
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in _INPUTS}
+        with self._autocast():
+            return self.model(**inputs).logits.float()
+
+    def logits(self, batch: Batch) -> np.ndarray:
+        self.model.eval()
+        with torch.inference_mode():
+            return self._forward(batch).cpu().numpy()
+
+    def accumulate(self, batch: Batch, loss_scale: float) -> float:
+        self.model.train()
+        logits = self._forward(batch)
+        labels = torch.from_numpy(batch["labels"]).to(self.device)
+        if self.setup.multi_label:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+        else:
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+        (loss * loss_scale).backward()
+        return float(loss.detach())
+
+    def step(self, learning_rate: float) -> None:
+        if self._optimizer is None:
+            self._optimizer = self._make_optimizer()
+        if self.setup.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.setup.max_grad_norm)
+        for group in self._optimizer.param_groups:
+            group["lr"] = learning_rate
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (no_decay if name.endswith(_NO_DECAY) else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": self.setup.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=0.0)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(snapshot)
+
+    def save(self, directory: Path) -> None:
+        self.model.save_pretrained(directory, safe_serialization=True)

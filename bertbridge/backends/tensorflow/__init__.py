@@ -1,0 +1,1 @@
+"""The TensorFlow backend: registered, reports availability; training arrives in its own release."""

@@ -1,0 +1,185 @@
+"""The artifact layout: a Hugging Face model folder plus a ``bertbridge.json`` manifest.
+
+::
+
+    model/
+      config.json            # HF config, with id2label/label2id
+      model.safetensors      # weights, HF PyTorch names (every backend reads them)
+      tokenizer.json, vocab.txt, tokenizer_config.json, special_tokens_map.json
+      bertbridge.json        # the manifest, written last
+
+The whole folder is written next to its destination and renamed into place,
+so a crash never leaves a half-written model where a model used to be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+from .errors import ArtifactError
+
+MANIFEST_NAME = "bertbridge.json"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a saved model is and how to feed it."""
+
+    task: str
+    labels: tuple[str, ...]
+    backend: str
+    max_seq_length: int
+    lowercase: bool
+    multi_label: bool = False
+    threshold: float = 0.5
+    text_pair: bool = False
+    base_model: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """How training rows were read (columns, header, format): the defaults for ``evaluate``."""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def read(cls, folder: Path) -> "Manifest":
+        path = Path(folder) / MANIFEST_NAME
+        if not Path(folder).is_dir():
+            raise ArtifactError(f"{folder}: no such model folder. Pass the output_dir of a training run.")
+        if not path.is_file():
+            raise ArtifactError(
+                f"{folder}: no {MANIFEST_NAME}, so this is not a bertbridge model folder "
+                "(train one with 'bertbridge train SPEC'; a plain Hugging Face folder is a model.name for training)."
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{path}: unreadable manifest ({exc}). The folder is damaged; retrain or restore it.") from None
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path}: the manifest must be a JSON object.")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{path}: manifest format_version {version!r}; this bertbridge reads version {FORMAT_VERSION}. "
+                "Upgrade bertbridge, or retrain the model."
+            )
+        known = set(cls.__dataclass_fields__)
+        missing = [k for k in ("task", "labels", "backend", "max_seq_length", "lowercase") if k not in data]
+        if missing:
+            raise ArtifactError(f"{path}: the manifest lacks {', '.join(missing)}. The folder is damaged; retrain or restore it.")
+        try:
+            kwargs = {k: v for k, v in data.items() if k in known}
+            kwargs["labels"] = tuple(str(x) for x in kwargs["labels"])
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ArtifactError(f"{path}: malformed manifest ({exc}).") from None
+
+
+def library_versions(distributions: Sequence[str]) -> dict[str, str]:
+    """Installed versions of bertbridge and ``distributions`` (without importing them)."""
+    versions = {}
+    for name in ("bertbridge", "numpy", "tokenizers", *distributions):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``target``; on success it replaces ``target``.
+
+    ``target`` may not exist, be empty, or be an earlier bertbridge model folder
+    (it is replaced). Any other existing folder is refused, so a mistyped
+    ``output_dir`` cannot wipe unrelated files. On error the staging folder is
+    removed and ``target`` is left untouched.
+    """
+    target = Path(target).resolve()
+    if target.exists():
+        if not target.is_dir():
+            raise ArtifactError(f"{target}: exists and is a file; output_dir must be a folder path.")
+        if any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
+            raise ArtifactError(
+                f"{target}: exists and is not a bertbridge model folder, so it will not be overwritten. "
+                "Choose another output_dir, or empty that folder."
+            )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+        _fsync_tree(staging)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file through a temporary sibling and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def check_weights(folder: Path) -> Path:
+    """The safetensors weights of a model folder; pickled weights are refused, never loaded."""
+    weights = Path(folder) / WEIGHTS_NAME
+    if weights.is_file():
+        return weights
+    pickled = [p.name for p in Path(folder).glob("*.bin")] + [p.name for p in Path(folder).glob("*.pt")]
+    hint = (
+        f" It has {', '.join(pickled)}: bertbridge never unpickles weights; convert them to safetensors first."
+        if pickled
+        else ""
+    )
+    raise ArtifactError(f"{folder}: no {WEIGHTS_NAME}.{hint}")
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    write_text_atomic(Path(folder) / MANIFEST_NAME, manifest.to_json())
+
+

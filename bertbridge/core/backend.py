@@ -1,0 +1,173 @@
+"""The contract every backend implements, and nothing framework-specific.
+
+Core owns everything that must behave the same on every framework: reading
+and tokenizing data, batching, the learning-rate schedule, the training loop
+(logging, evaluation, early stopping), metrics, the artifact layout and the
+manifest. A backend supplies the few operations that need its framework:
+
+* :meth:`Backend.create_model` builds a trainable classifier from a pretrained
+  Hugging Face folder;
+* :meth:`Backend.load_model` opens a saved bertbridge artifact for inference;
+* the returned :class:`TrainableModel` runs forward/backward passes and
+  optimizer steps on numpy batches, predicts logits, snapshots weights and
+  writes ``config.json`` + ``model.safetensors`` (Hugging Face PyTorch names, so
+  every backend reads every other backend's artifacts).
+
+A backend module must import its framework lazily (inside these methods),
+so that listing backends or using another backend never imports it.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Optional
+
+import numpy as np
+
+from .errors import BackendUnavailableError, NotSupportedError
+
+Batch = Mapping[str, np.ndarray]
+"""A batch: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, shape
+(B, T)) and, when training, ``labels`` (int64 (B,) or float32 (B, K) for multi-label)."""
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """What a backend needs to build a classifier."""
+
+    num_labels: int
+    multi_label: bool
+    id2label: Mapping[int, str]
+    seed: int
+    mixed_precision: bool = False
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    available: bool
+    version: Optional[str]
+    detail: str
+    tasks: tuple[str, ...]
+
+
+class InferenceModel(abc.ABC):
+    """A model that maps a batch to logits."""
+
+    @abc.abstractmethod
+    def logits(self, batch: Batch) -> np.ndarray:
+        """Float32 logits of shape (B, num_labels), in evaluation mode (no dropout)."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (Hugging Face naming) into an
+        existing, empty ``directory``. Core adds tokenizer files and the manifest."""
+
+
+class TrainableModel(InferenceModel):
+    """A model being fine-tuned. Core calls, per optimizer step,
+    ``accumulate`` once per micro-batch and then ``step`` once."""
+
+    @abc.abstractmethod
+    def accumulate(self, batch: Batch, loss_scale: float) -> float:
+        """Forward and backward pass in training mode; gradients of ``loss * loss_scale``
+        are added to the accumulated ones. Returns the unscaled mean loss."""
+
+    @abc.abstractmethod
+    def step(self, learning_rate: float) -> None:
+        """Clip accumulated gradients to ``max_grad_norm``, apply one AdamW step at
+        ``learning_rate`` (decoupled weight decay, none on biases and LayerNorm), and
+        zero the gradients."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> Any:
+        """An in-memory copy of the weights for :meth:`restore` (best-checkpoint keeping)."""
+
+    @abc.abstractmethod
+    def restore(self, snapshot: Any) -> None:
+        """Put back weights taken by :meth:`snapshot`."""
+
+
+class Backend:
+    """A framework backend. Subclasses set the class attributes and implement
+    :meth:`create_model` and :meth:`load_model`. A backend that cannot do a task
+    leaves it out of ``tasks``, and asking for it raises a clear
+    :class:`~bertbridge.core.errors.NotSupportedError` (a backend with no task
+    yet needs nothing but the class attributes)."""
+
+    name: ClassVar[str]
+    """Registry name, e.g. ``"pytorch"``."""
+    extra: ClassVar[str]
+    """The ``pip install bertbridge[<extra>]`` that installs the framework."""
+    requires: ClassVar[tuple[str, ...]]
+    """Top-level modules that must be importable (checked without importing them)."""
+    distributions: ClassVar[tuple[str, ...]]
+    """Distribution names the framework may be installed as; the first one found gives
+    the version ``bertbridge backends`` shows (e.g. ``tensorflow``, ``tensorflow-cpu``)."""
+    tasks: ClassVar[tuple[str, ...]] = ()
+    """Task types this backend can train and serve (``text_classification``, ...)."""
+
+    # -- availability, decided without importing the framework --------------
+    def status(self) -> BackendStatus:
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        version = self.framework_version()
+        if missing:
+            detail = f"missing {', '.join(missing)}: pip install 'bertbridge[{self.extra}]'"
+        elif not self.tasks:
+            detail = "framework installed; no task implemented yet"
+        else:
+            detail = "ok"
+        return BackendStatus(self.name, not missing, version, detail, tuple(self.tasks))
+
+    def framework_version(self) -> Optional[str]:
+        for dist in self.distributions:
+            try:
+                return importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None
+
+    def ensure_available(self) -> None:
+        status = self.status()
+        if not status.available:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} needs {', '.join(self.requires)}, which is not installed in this "
+                f"Python ({_python()}). Install it with: pip install 'bertbridge[{self.extra}]'"
+                + self.install_note()
+            )
+
+    def install_note(self) -> str:
+        """Extra install advice appended to the 'not installed' error (override)."""
+        return ""
+
+    def ensure_supports(self, task_type: str) -> None:
+        if task_type not in self.tasks:
+            can = f"it supports: {', '.join(self.tasks)}" if self.tasks else "it implements no task yet"
+            raise NotSupportedError(
+                f"backend {self.name!r} cannot do {task_type!r} yet ({can}). "
+                f"Choose another backend (bertbridge backends lists them) or set backend: pytorch in the spec."
+            )
+
+    # -- the framework part: override both for every task in ``tasks`` --------
+    def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
+        """Build a classifier from a Hugging Face folder: its encoder weights plus a
+        freshly initialised head (initialised from ``setup.seed``)."""
+        self.ensure_supports("text_classification")
+        raise NotImplementedError(f"{type(self).__name__} lists text_classification but does not implement create_model")
+
+    def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
+        """Open a saved artifact's ``config.json`` + ``model.safetensors``. Never unpickles."""
+        self.ensure_supports("text_classification")
+        raise NotImplementedError(f"{type(self).__name__} lists text_classification but does not implement load_model")
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable

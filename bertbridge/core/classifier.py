@@ -1,0 +1,257 @@
+"""A trained text classifier: tokenizer + backend model + labels, framework-neutral.
+
+Probabilities are computed here from the backend's logits (softmax for
+single-label, sigmoid for multi-label), so every backend answers the same
+request with the same response shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from . import progress
+from .artifacts import Manifest, atomic_directory, library_versions, now_iso, write_manifest
+from .backend import InferenceModel
+from .batching import collate, eval_batches
+from .errors import DataError
+from .labels import LabelMap
+from .metrics import classification_metrics, multilabel_metrics
+from .readers import Example, read_examples, texts_of
+from .spec import DataConfig
+from .tokenize import Encoded, TextEncoder
+
+TextInput = Union[str, Sequence[str]]
+"""A text, or a (text, text_pair) pair for sentence-pair tasks."""
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def mean_loss(logits: np.ndarray, targets: np.ndarray, multi_label: bool) -> float:
+    """Cross-entropy (single-label) or binary cross-entropy (multi-label), as the backends train on."""
+    logits = logits.astype(np.float64)
+    if multi_label:
+        # log(1 + exp(-|x|)) + max(x, 0) - x*y, the stable form
+        loss = np.logaddexp(0.0, -np.abs(logits)) + np.maximum(logits, 0) - logits * targets
+        return float(loss.mean())
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-log_probs[np.arange(len(targets)), targets].mean())
+
+
+@dataclass
+class Split:
+    """A tokenized data file."""
+
+    path: str
+    examples: list[Example]
+    features: Encoded
+    targets: Optional[np.ndarray]
+
+
+def read_split(
+    path: Union[str, Path],
+    cfg: DataConfig,
+    encoder: TextEncoder,
+    label_map: LabelMap,
+    *,
+    max_length: int,
+    multi_label: bool,
+    require_labels: bool = True,
+    examples: Optional[list[Example]] = None,
+) -> Split:
+    """Read (unless ``examples`` are given), encode labels and tokenize one data file."""
+    if examples is None:
+        examples = read_examples(path, cfg, multi_label=multi_label, require_labels=require_labels)
+    targets = label_map.encode(examples, str(path), multi_label) if require_labels else None
+    texts, pairs = texts_of(examples)
+    return Split(str(path), examples, encoder.encode(texts, pairs, max_length=max_length), targets)
+
+
+class TextClassifier:
+    """Predict, evaluate and save; what :func:`bertbridge.train` and :func:`bertbridge.load` return.
+
+    Example::
+
+        >>> import bertbridge
+        >>> clf = bertbridge.load("outputs/sentiment")                 # doctest: +SKIP
+        >>> clf.predict(["What a wonderful film."])[0]["label"]      # doctest: +SKIP
+        'positive'
+    """
+
+    def __init__(
+        self,
+        model: InferenceModel,
+        encoder: TextEncoder,
+        manifest: Manifest,
+        *,
+        batch_size: int = 64,
+    ) -> None:
+        self.model = model
+        self.encoder = encoder
+        self.manifest = manifest
+        self.label_map = LabelMap(manifest.labels)
+        self.batch_size = batch_size
+        self.path: Optional[Path] = None
+
+    # -- properties -----------------------------------------------------
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    @property
+    def multi_label(self) -> bool:
+        return self.manifest.multi_label
+
+    @property
+    def backend(self) -> str:
+        return self.manifest.backend
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Metrics recorded at training time (validation, then test with a ``test_`` prefix)."""
+        return dict(self.manifest.metrics)
+
+    # -- inference ------------------------------------------------------
+    def encode(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None) -> Encoded:
+        if self.manifest.text_pair and pairs is None:
+            raise DataError("this model was trained on sentence pairs: give (text, text_pair) pairs, not single texts.")
+        if not self.manifest.text_pair and pairs is not None:
+            raise DataError("this model was trained on single texts: give strings, not (text, text_pair) pairs.")
+        return self.encoder.encode(texts, pairs, max_length=self.manifest.max_seq_length)
+
+    def logits(self, features: Encoded, *, show_progress: bool = False) -> np.ndarray:
+        """Logits (N, K) in input order; batches are length-sorted internally."""
+        out = np.zeros((len(features), len(self.labels)), dtype=np.float32)
+        batches = eval_batches(features.lengths, self.batch_size)
+        bar = progress.bar(len(features), "predicting", unit="ex") if show_progress else None
+        try:
+            for index in batches:
+                out[index] = self.model.logits(collate(features, index, pad_id=self.encoder.pad_id))
+                if bar is not None:
+                    bar.update(len(index))
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return sigmoid(logits) if self.multi_label else softmax(logits)
+
+    def predict_proba(self, inputs: Union[TextInput, Sequence[TextInput]]) -> np.ndarray:
+        """Probabilities (N, K), columns in :attr:`labels` order."""
+        texts, pairs = _split_inputs(inputs, self.manifest.text_pair)
+        return self.probabilities(self.logits(self.encode(texts, pairs), show_progress=len(texts) > 2 * self.batch_size))
+
+    def predict(self, inputs: Union[TextInput, Sequence[TextInput]]) -> list[dict[str, Any]]:
+        """One dict per input: ``label`` and ``score`` (single-label) or ``labels`` (multi-label,
+        those at or above the threshold), plus ``probabilities`` for every label."""
+        probs = self.predict_proba(inputs)
+        return [self._result(row) for row in probs]
+
+    def _result(self, row: np.ndarray) -> dict[str, Any]:
+        probabilities = {label: float(p) for label, p in zip(self.labels, row)}
+        if self.multi_label:
+            chosen = [label for label, p in probabilities.items() if p >= self.manifest.threshold]
+            return {"labels": chosen, "probabilities": probabilities}
+        best = int(np.argmax(row))
+        return {"label": self.labels[best], "score": float(row[best]), "probabilities": probabilities}
+
+    # -- evaluation -----------------------------------------------------
+    def read_split(self, path: Union[str, Path], data: Optional[DataConfig] = None, *, require_labels: bool = True) -> Split:
+        """Read and tokenize a data file with ``data`` (default: how the training data was read)."""
+        cfg = data or DataConfig(**_data_kwargs(self.manifest.data))
+        return read_split(
+            path, cfg, self.encoder, self.label_map,
+            max_length=self.manifest.max_seq_length, multi_label=self.multi_label, require_labels=require_labels,
+        )
+
+    def evaluate_split(self, split: Split, *, show_progress: bool = True) -> dict[str, float]:
+        if split.targets is None:
+            raise DataError(f"{split.path}: has no labels to evaluate against.")
+        logits = self.logits(split.features, show_progress=show_progress)
+        probs = self.probabilities(logits)
+        if self.multi_label:
+            metrics = multilabel_metrics(split.targets, probs, self.labels, threshold=self.manifest.threshold)
+        else:
+            metrics = classification_metrics(split.targets, probs.argmax(axis=1), self.labels)
+        metrics["loss"] = mean_loss(logits, split.targets, self.multi_label)
+        return metrics
+
+    def evaluate(self, path: Union[str, Path], data: Optional[DataConfig] = None) -> dict[str, float]:
+        """Metrics on a labelled file (accuracy, F1s, MCC, per-class P/R/F1, loss)."""
+        return self.evaluate_split(self.read_split(path, data))
+
+    # -- persistence ----------------------------------------------------
+    def save(self, directory: Union[str, Path], *, metrics: Optional[dict[str, float]] = None) -> Path:
+        """Write the model folder atomically and return its path."""
+        manifest = replace(
+            self.manifest,
+            metrics=dict(metrics if metrics is not None else self.manifest.metrics),
+            versions=library_versions(_framework_distributions(self.manifest.backend)),
+            created=now_iso(),
+        )
+        with atomic_directory(Path(directory)) as staging:
+            self.model.save(staging)
+            self.encoder.save(staging)
+            write_manifest(staging, manifest)
+        self.manifest = manifest
+        self.path = Path(directory).resolve()
+        return self.path
+
+
+def _framework_distributions(backend_name: str) -> tuple[str, ...]:
+    from .registry import backends
+
+    try:
+        backend = backends().get(backend_name)
+    except Exception:
+        return ()
+    return (*backend.distributions, "transformers", "safetensors")
+
+
+def _data_kwargs(saved: dict) -> dict:
+    keys = ("format", "header", "text_column", "text_pair_column", "label_column", "label_separator", "encoding")
+    return {k: saved[k] for k in keys if k in saved}
+
+
+def _split_inputs(inputs: Any, text_pair: bool) -> tuple[list[str], Optional[list[str]]]:
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    elif text_pair and isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs):
+        inputs = [inputs]
+    inputs = list(inputs)
+    if not inputs:
+        raise DataError("nothing to predict: pass at least one text.")
+    texts: list[str] = []
+    pairs: list[str] = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            if text_pair:
+                raise DataError(f"input {i}: this model takes (text, text_pair) pairs; got a single string.")
+            texts.append(_non_empty(item, i))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            if not text_pair:
+                raise DataError(f"input {i}: this model takes single texts; got a pair.")
+            texts.append(_non_empty(item[0], i))
+            pairs.append(_non_empty(item[1], i))
+        else:
+            raise DataError(f"input {i}: expected a string{' pair' if text_pair else ''}, got {type(item).__name__} {item!r:.60}.")
+    return texts, (pairs if text_pair else None)
+
+
+def _non_empty(text: str, i: int) -> str:
+    if not text.strip():
+        raise DataError(f"input {i}: the text is empty; give some text to classify.")
+    return text

@@ -1,0 +1,157 @@
+"""The ``bertbridge`` command line.
+
+::
+
+    bertbridge train SPEC [--backend B] [--set training.epochs=3 ...] [--output-dir DIR]
+    bertbridge evaluate MODEL DATA [--backend B] [--json]
+    bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
+    bertbridge backends [--json]
+    bertbridge spec SPEC [--set ...]            # print the resolved, validated spec
+
+Problems with input (spec, data, model folder, backend) print one paragraph
+and exit with status 2; ``--debug`` shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import BertbridgeError, DataError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bertbridge",
+        description="Fine-tune and serve BERT-family models on PyTorch, TensorFlow and MXNet from one spec.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="fine-tune a model from a spec file")
+    p.add_argument("spec", help="task spec (.yaml, .yml or .json)")
+    p.add_argument("--backend", help="framework backend (overrides the spec and $BERTBRIDGE_BACKEND)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field, e.g. --set training.epochs=3 (repeatable)")
+    p.add_argument("--output-dir", help="where to write the model folder (default: the spec's output_dir)")
+
+    p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled file")
+    p.add_argument("model", help="model folder written by 'bertbridge train'")
+    p.add_argument("data", help="labelled csv, tsv or jsonl file, read like the training data")
+    p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of name=value lines")
+
+    p = sub.add_parser("predict", help="predict labels for texts")
+    p.add_argument("model", help="model folder written by 'bertbridge train'")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    src.add_argument("--input", help="csv, tsv or jsonl file with the same text column(s) as the training data")
+    p.add_argument("--text-pair", action="append", help="second text of a pair, one per --text")
+    p.add_argument("--output", help="write JSON lines here instead of standard output")
+    p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
+
+    p = sub.add_parser("backends", help="list backends, their framework versions and availability")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("spec", help="validate a spec and print it fully resolved")
+    p.add_argument("spec")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except BertbridgeError as exc:
+        if args.debug:
+            raise
+        print(f"bertbridge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bertbridge: interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args) -> int:
+    from .api import train
+
+    clf = train(args.spec, backend=args.backend, overrides=args.overrides, output_dir=args.output_dir)
+    print(f"model_dir={clf.path}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .api import load
+    from .builtin_plugins import format_metric
+
+    metrics = load(args.model, backend=args.backend).evaluate(args.data)
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True))
+    else:
+        for name, value in metrics.items():
+            print(format_metric(name, value))
+    return 0
+
+
+def _predict(args) -> int:
+    from .api import load
+
+    clf = load(args.model, backend=args.backend)
+    if args.text:
+        if args.text_pair is not None and len(args.text_pair) != len(args.text):
+            raise DataError(f"got {len(args.text)} --text but {len(args.text_pair)} --text-pair; give one --text-pair per --text.")
+        inputs = list(zip(args.text, args.text_pair)) if args.text_pair else list(args.text)
+        rows = [{"text": t if isinstance(t, str) else t[0], **r} for t, r in zip(inputs, clf.predict(inputs))]
+    else:
+        split = clf.read_split(args.input, require_labels=False)
+        texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in split.examples]
+        rows = [{"line": e.line, **r} for e, r in zip(split.examples, clf.predict(texts))]
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def _backends(args) -> int:
+    from .api import list_backends
+    from .registry import backends
+
+    statuses = list_backends()
+    broken = backends().broken
+    if args.json:
+        print(json.dumps(
+            [{"name": s.name, "available": s.available, "version": s.version, "detail": s.detail, "tasks": list(s.tasks)} for s in statuses]
+            + [{"name": b.name, "available": False, "version": None, "detail": f"plugin failed to load: {b.error}", "tasks": []} for b in broken],
+            indent=2,
+        ))
+        return 0
+    print(f"{'backend':<12} {'available':<10} {'version':<12} detail")
+    for s in statuses:
+        print(f"{s.name:<12} {'yes' if s.available else 'no':<10} {s.version or '-':<12} {s.detail}")
+    for b in broken:
+        print(f"{b.name:<12} {'no':<10} {'-':<12} plugin {b.value} failed to load: {b.error}")
+    return 0
+
+
+def _spec(args) -> int:
+    import yaml
+
+    from .api import load_spec
+
+    print(yaml.safe_dump(load_spec(Path(args.spec), args.overrides).to_dict(), sort_keys=False), end="")
+    return 0
+
+
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "backends": _backends, "spec": _spec}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

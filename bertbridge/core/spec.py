@@ -1,0 +1,411 @@
+"""The framework-neutral task spec: what to train, on which data, from which model, how.
+
+A spec is a tree of frozen dataclasses. Build one from a YAML or JSON file
+(:meth:`TaskSpec.from_file`), a plain dict (:meth:`TaskSpec.from_dict`) or in
+code; :meth:`TaskSpec.to_dict` gives back a dict that ``from_dict`` turns into
+an equal spec. Every field is checked when the spec is built, and a bad field
+raises :class:`~bertbridge.core.errors.SpecError` naming its dotted path.
+
+Example::
+
+    >>> from bertbridge.core.spec import TaskSpec
+    >>> spec = TaskSpec.from_dict({"data": {"train": "train.tsv"}, "training": {"epochs": 2}})
+    >>> spec.training.epochs, spec.model.name, spec.task.type
+    (2, 'minilm', 'text_classification')
+    >>> spec.with_overrides(["training.batch_size=8"]).training.batch_size
+    8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from .errors import SpecError
+
+TASK_TYPES = ("text_classification", "question_answering")
+DATA_FORMATS = ("csv", "tsv", "jsonl")
+Column = Union[str, int]
+
+
+def _choices(*values: str) -> dict:
+    return {"choices": values}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What is predicted.
+
+    ``type``: ``text_classification`` (single sentence or sentence pair) or
+    ``question_answering`` (declared; implemented in its own release).
+    ``multi_label``: each example may carry several labels (sigmoid outputs).
+    ``threshold``: multi-label decision threshold on each label's probability.
+    """
+
+    type: str = field(default="text_classification", metadata=_choices(*TASK_TYPES))
+    multi_label: bool = False
+    threshold: float = 0.5
+
+    def _validate(self, path: str) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise SpecError(f"{path}.threshold must be between 0 and 1 (exclusive), got {self.threshold}.")
+        if self.multi_label and self.type != "text_classification":
+            raise SpecError(f"{path}.multi_label only applies to type 'text_classification', not {self.type!r}.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the examples are and how to read them.
+
+    Paths are relative to the spec file's folder. ``format`` is inferred from
+    the extension (``.csv``, ``.tsv``, ``.jsonl``) unless given. Columns are
+    header names, or 0-based indices when ``header`` is false. Labels come
+    from ``labels`` (list), else ``labels_file`` (one per line), else the
+    sorted distinct labels of the training file. In csv/tsv, multi-label
+    cells are joined by ``label_separator``; in jsonl they are lists.
+    """
+
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    format: Optional[str] = field(default=None, metadata=_choices(*DATA_FORMATS))
+    header: bool = True
+    text_column: Column = "text"
+    text_pair_column: Optional[Column] = None
+    label_column: Column = "label"
+    labels: Optional[tuple[str, ...]] = None
+    labels_file: Optional[str] = None
+    label_separator: str = ","
+    encoding: str = "utf-8"
+
+    def _validate(self, path: str) -> None:
+        if self.labels is not None and self.labels_file is not None:
+            raise SpecError(f"{path}: give either 'labels' or 'labels_file', not both.")
+        if self.labels is not None:
+            if len(self.labels) < 2 and self.labels:
+                raise SpecError(f"{path}.labels needs at least two labels, got {list(self.labels)}.")
+            dupes = sorted({x for x in self.labels if self.labels.count(x) > 1})
+            if dupes:
+                raise SpecError(f"{path}.labels lists {dupes} more than once; each label must appear once.")
+        if not self.header:
+            for name in ("text_column", "text_pair_column", "label_column"):
+                value = getattr(self, name)
+                if value is not None and not isinstance(value, int):
+                    raise SpecError(
+                        f"{path}.{name} is {value!r}, but {path}.header is false, so columns are "
+                        f"0-based indices: set {path}.{name} to a number, or set header: true."
+                    )
+        for name in ("text_column", "text_pair_column", "label_column"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 0:
+                raise SpecError(f"{path}.{name} must be a 0-based column index >= 0, got {value}.")
+        if not self.label_separator:
+            raise SpecError(f"{path}.label_separator must not be empty.")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which pretrained model to start from.
+
+    ``name``: a registered alias (``minilm``, the packaged all-MiniLM-L6-v2, is
+    the default) or the path of a local Hugging Face model folder.
+    """
+
+    name: str = "minilm"
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when the validation ``metric`` has not improved by ``min_delta`` for
+    ``patience`` evaluations (0 disables). The best weights are kept. ``metric``
+    defaults to accuracy (single-label) or micro_f1 (multi-label); ``loss`` is
+    minimised, everything else maximised."""
+
+    patience: int = 0
+    metric: Optional[str] = None
+    min_delta: float = 0.0
+
+    def _validate(self, path: str) -> None:
+        if self.patience < 0:
+            raise SpecError(f"{path}.patience must be >= 0 (0 disables early stopping), got {self.patience}.")
+        if self.min_delta < 0:
+            raise SpecError(f"{path}.min_delta must be >= 0, got {self.min_delta}.")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to fine-tune.
+
+    ``warmup_ratio`` is the share of optimizer steps with a linear learning-rate
+    ramp; the rate then decays linearly to 0. ``batch_size`` counts examples
+    per forward pass; the optimizer sees ``batch_size * gradient_accumulation_steps``.
+    ``eval_interval``/``log_interval`` count optimizer steps; an ``eval_interval``
+    of 0 evaluates at the end of each epoch. ``group_by_length`` batches examples
+    of similar length together (less padding, same examples per epoch).
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    max_seq_length: int = 128
+    seed: int = 42
+    mixed_precision: bool = False
+    eval_interval: int = 0
+    log_interval: int = 50
+    group_by_length: bool = True
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+    def _validate(self, path: str) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_interval"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{path}.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.eval_interval < 0:
+            raise SpecError(f"{path}.eval_interval must be >= 0 (0 = end of each epoch), got {self.eval_interval}.")
+        if not 8 <= self.max_seq_length <= 8192:
+            raise SpecError(f"{path}.max_seq_length must be between 8 and 8192, got {self.max_seq_length}.")
+        if not 0 < self.learning_rate < 1:
+            raise SpecError(f"{path}.learning_rate must be in (0, 1), got {self.learning_rate}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise SpecError(f"{path}.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise SpecError(f"{path}.weight_decay and {path}.max_grad_norm must be >= 0 (max_grad_norm 0 disables clipping).")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The whole spec. ``backend`` (optional) picks the framework; see
+    :func:`bertbridge.core.registry.select_backend` for the order of precedence.
+    ``output_dir`` is where the trained model folder is written."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    backend: Optional[str] = None
+    output_dir: str = "outputs/model"
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: Union[str, Path, None] = None) -> "TaskSpec":
+        """Build and validate a spec from a dict. Relative paths in ``data.*``,
+        ``model.name`` (when it is a path) and ``output_dir`` are resolved against
+        ``base_dir`` when it is given (``from_file`` passes the spec's folder)."""
+        spec = _build(cls, data, "spec")
+        return spec._resolve_paths(Path(base_dir)) if base_dir is not None else spec
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path], overrides: Sequence[str] = ()) -> "TaskSpec":
+        """Read a ``.yaml``/``.yml``/``.json`` spec, apply ``key.path=value``
+        overrides, validate, and resolve relative paths against the file's folder."""
+        path = Path(path)
+        raw = load_mapping(path)
+        raw = apply_overrides(raw, overrides)
+        try:
+            return cls.from_dict(raw, base_dir=path.resolve().parent)
+        except SpecError as exc:
+            raise SpecError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        """A plain, JSON/YAML-serialisable dict; ``from_dict`` of it equals this spec."""
+        return _to_plain(self)
+
+    def with_overrides(self, overrides: Sequence[str]) -> "TaskSpec":
+        """A new spec with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
+        return TaskSpec.from_dict(apply_overrides(self.to_dict(), overrides))
+
+    def replace(self, **changes: Any) -> "TaskSpec":
+        """A validated copy with top-level fields replaced."""
+        return TaskSpec.from_dict({**self.to_dict(), **{k: _to_plain(v) for k, v in changes.items()}})
+
+    # -- helpers ----------------------------------------------------------
+    def _resolve_paths(self, base: Path) -> "TaskSpec":
+        def resolve(p: Optional[str]) -> Optional[str]:
+            if p is None or os.path.isabs(p):
+                return p
+            return str((base / p).resolve())
+
+        data = dataclasses.replace(
+            self.data,
+            train=resolve(self.data.train),
+            validation=resolve(self.data.validation),
+            test=resolve(self.data.test),
+            labels_file=resolve(self.data.labels_file),
+        )
+        model = self.model
+        candidate = base / model.name
+        if not os.path.isabs(model.name) and (os.sep in model.name or candidate.is_dir()):
+            model = dataclasses.replace(model, name=str(candidate.resolve()))
+        return dataclasses.replace(self, data=data, model=model, output_dir=resolve(self.output_dir))
+
+
+# ---------------------------------------------------------------------------
+# file loading and overrides
+
+def load_mapping(path: Path) -> dict:
+    """Read a YAML or JSON file that must hold a mapping; errors name the file and the fix."""
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise SpecError(f"{path}: a spec file must end in .yaml, .yml or .json (got {suffix or 'no extension'!r}).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: spec file not found. Check the path (relative paths start from {Path.cwd()}).") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the spec as UTF-8.") from None
+    try:
+        if suffix == ".json":
+            raw = json.loads(text)
+        else:
+            import yaml
+
+            raw = yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    except Exception as exc:  # yaml.YAMLError; yaml is imported lazily
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{path}: invalid YAML{where}: {problem}.") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the top level must be a mapping of sections (task, data, model, training, ...), got {type(raw).__name__}.")
+    return raw
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides to a nested dict (a deep copy is returned).
+
+    Values are parsed as YAML, so ``3`` is an int, ``true`` a bool, ``[a, b]`` a list
+    and ``null`` clears a field.
+    """
+    import copy
+
+    import yaml
+
+    result = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise SpecError(f"override {item!r} is not of the form section.field=value (e.g. training.epochs=3).")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise SpecError(f"override {item!r}: {part!r} is a value, not a section.")
+            node = child
+        node[parts[-1]] = parsed
+    return result
+
+
+# ---------------------------------------------------------------------------
+# generic typed construction
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{path} must be a mapping of fields, got {type(data).__name__} {data!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), list(fields), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"{path}.{key} is not a known field.{hint} Known fields of {path}: {', '.join(fields)}.")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        kwargs[name] = _coerce(value, hints[name], f"{path}.{name}", f.metadata.get("choices"))
+    obj = cls(**kwargs)
+    validate = getattr(obj, "_validate", None)
+    if validate is not None:
+        validate(path)
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if non_none == [str, int] or non_none == [int, str]:  # Column
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise SpecError(f"{path} must be a column name or a 0-based column index, got {value!r}.")
+            return value
+        return _coerce(value, non_none[0], path, choices)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, {} if value is None else value, path)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise SpecError(f"{path} must be a list, got {value!r}.")
+        if not value:
+            raise SpecError(f"{path} must not be an empty list (leave it out instead).")
+        return tuple(str(v) for v in value)
+    if value is None:
+        raise SpecError(f"{path} must be {_type_name(tp)}, not null.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise SpecError(f"{path} must be true or false, got {value!r}.")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise SpecError(f"{path} must be an integer, got {value!r}.")
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise SpecError(f"{path} must be a number, got {value!r}.")
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise SpecError(f"{path} must be a number, got {value!r}.") from None
+        if not isinstance(value, (int, float)):
+            raise SpecError(f"{path} must be a number, got {value!r}.")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise SpecError(f"{path} must be a string, got {value!r}.")
+        value = str(value)
+        if choices and value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"{path} is {value!r}; it must be one of: {', '.join(choices)}.{hint}")
+        return value
+    raise TypeError(f"unsupported spec field type {tp!r} at {path}")  # a bug in the spec classes
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,48 @@
+"""bertbridge: fine-tune and serve BERT-family models on PyTorch, TensorFlow and MXNet from one spec."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="bertbridge",
+    version="0.1.0",
+    description="One task spec to fine-tune and serve BERT-family models on PyTorch, TensorFlow and MXNet.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["bertbridge", "bertbridge.*"]),
+    install_requires=[
+        # core is framework-neutral: numpy, the Rust fast tokenizers, config and plugins
+        "numpy>=1.24",
+        "tokenizers>=0.19",
+        "pluggy>=1.3",
+        "PyYAML>=6.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # install torch first (pip install torch==X) to choose its CPU/CUDA build
+        "pytorch": ["torch>=2.2", "transformers>=4.57,<5", "safetensors>=0.4"],
+        # transformers' TF classes exist only below transformers 5
+        "tensorflow": ["tensorflow>=2.16", "tf-keras", "transformers>=4.57,<5", "safetensors>=0.4"],
+        # MXNet 1.9 needs numpy<2
+        "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2", "safetensors>=0.4"],
+        "sagemaker": ["sagemaker>=3", "boto3"],
+        "dev": ["pytest>=7", "accelerate>=0.26"],
+    },
+    entry_points={
+        "console_scripts": ["bertbridge = bertbridge.core.cli:main"],
+        "bertbridge.backends": [
+            "pytorch = bertbridge.backends.pytorch.plugin",
+            "tensorflow = bertbridge.backends.tensorflow.plugin",
+            "mxnet = bertbridge.backends.mxnet.plugin",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
