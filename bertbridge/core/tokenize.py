@@ -65,9 +65,10 @@ class TextEncoder:
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         elif (folder / "vocab.txt").is_file():
             from tokenizers.implementations import BertWordPieceTokenizer
+            from tokenizers.models import WordPiece
 
             tokenizer = BertWordPieceTokenizer(
-                str(folder / "vocab.txt"),
+                WordPiece.read_file(str(folder / "vocab.txt")),
                 lowercase=bool(config.get("do_lower_case", True)),
                 strip_accents=config.get("strip_accents"),
                 handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),

@@ -1,0 +1,119 @@
+"""Task spec: construction, validation messages, files, overrides, round trip."""
+
+import json
+
+import pytest
+
+from bertbridge.core.errors import SpecError
+from bertbridge.core.spec import TaskSpec, apply_overrides
+
+
+def test_defaults_are_the_documented_ones():
+    spec = TaskSpec()
+    assert spec.task.type == "text_classification"
+    assert spec.model.name == "minilm"
+    assert spec.backend is None
+    assert spec.training.epochs == 3 and spec.training.batch_size == 32
+
+
+def test_round_trip_through_dict_yaml_and_json(tmp_path):
+    import yaml
+
+    spec = TaskSpec.from_dict({
+        "task": {"multi_label": True, "threshold": 0.3},
+        "data": {"train": "/d/t.jsonl", "labels": ["a", "b", "c"], "text_pair_column": "q"},
+        "training": {"epochs": 2, "early_stopping": {"patience": 1, "metric": "macro_f1"}},
+        "backend": "pytorch",
+        "output_dir": "/models/out",
+    })
+    assert TaskSpec.from_dict(spec.to_dict()) == spec
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    (tmp_path / "s.json").write_text(json.dumps(spec.to_dict()))
+    assert TaskSpec.from_file(tmp_path / "s.yaml") == spec
+    assert TaskSpec.from_file(tmp_path / "s.json") == spec
+    assert spec.data.labels == ("a", "b", "c")
+
+
+def test_specs_are_frozen():
+    with pytest.raises(Exception):
+        TaskSpec().training.epochs = 5  # type: ignore[misc]
+
+
+def test_relative_paths_resolve_against_the_spec_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "spec.yaml").write_text("data:\n  train: data/train.tsv\noutput_dir: out\n")
+    spec = TaskSpec.from_file(tmp_path / "sub" / "spec.yaml")
+    assert spec.data.train == str(tmp_path / "sub" / "data" / "train.tsv")
+    assert spec.output_dir == str(tmp_path / "sub" / "out")
+    assert spec.model.name == "minilm"  # an alias is not a path
+
+
+def test_overrides_parse_values_as_yaml(tmp_path):
+    (tmp_path / "s.yaml").write_text("training:\n  epochs: 3\n")
+    spec = TaskSpec.from_file(
+        tmp_path / "s.yaml",
+        ["training.epochs=5", "training.learning_rate=2e-5", "training.mixed_precision=true", "data.labels=[x, y]", "backend=tensorflow"],
+    )
+    assert spec.training.epochs == 5
+    assert spec.training.learning_rate == pytest.approx(2e-5)
+    assert spec.training.mixed_precision is True
+    assert spec.data.labels == ("x", "y")
+    assert spec.backend == "tensorflow"
+    assert TaskSpec().with_overrides(["training.seed=9"]).training.seed == 9
+
+
+@pytest.mark.parametrize("override", ["training.epochs", "=3", "training..epochs=3"])
+def test_malformed_override_is_explained(override):
+    with pytest.raises(SpecError, match="section.field=value"):
+        apply_overrides({}, [override])
+
+
+def test_override_into_a_value_is_refused():
+    with pytest.raises(SpecError, match="'backend' is a value, not a section"):
+        apply_overrides({"backend": "pytorch"}, ["backend.name=x"])
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"training": {"epcohs": 3}}, r"spec\.training\.epcohs is not a known field\. Did you mean 'epochs'\?"),
+        ({"training": {"epochs": "three"}}, r"spec\.training\.epochs must be an integer, got 'three'"),
+        ({"training": {"epochs": 0}}, r"spec\.training\.epochs must be >= 1"),
+        ({"training": {"mixed_precision": "yes"}}, r"mixed_precision must be true or false"),
+        ({"task": {"type": "text_clasification"}}, r"must be one of: text_classification, question_answering\. Did you mean 'text_classification'"),
+        ({"data": {"header": False, "text_column": "text"}}, r"header is false, so columns are 0-based indices"),
+        ({"data": {"labels": ["a", "a", "b"]}}, r"lists \['a'\] more than once"),
+        ({"data": {"labels": ["a", "b"], "labels_file": "l.txt"}}, r"either 'labels' or 'labels_file'"),
+        ({"task": {"threshold": 1.5}}, r"threshold must be between 0 and 1"),
+        ({"training": {"max_seq_length": 4}}, r"max_seq_length must be between 8 and 8192"),
+        ({"data": {"format": "xlsx"}}, r"must be one of: csv, tsv, jsonl"),
+        ({"training": []}, r"spec\.training must be a mapping of fields"),
+    ],
+)
+def test_bad_fields_name_their_path_and_fix(data, message):
+    with pytest.raises(SpecError, match=message):
+        TaskSpec.from_dict(data)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: [1\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml: invalid YAML at line \d+"):
+        TaskSpec.from_file(bad)
+    with pytest.raises(SpecError, match="spec file not found"):
+        TaskSpec.from_file(tmp_path / "missing.yaml")
+    (tmp_path / "s.txt").write_text("x")
+    with pytest.raises(SpecError, match=r"must end in \.yaml, \.yml or \.json"):
+        TaskSpec.from_file(tmp_path / "s.txt")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(SpecError, match="top level must be a mapping"):
+        TaskSpec.from_file(tmp_path / "list.yaml")
+    (tmp_path / "field.yaml").write_text("training:\n  batch_size: -1\n")
+    with pytest.raises(SpecError, match=r"field\.yaml: spec\.training\.batch_size must be >= 1"):
+        TaskSpec.from_file(tmp_path / "field.yaml")
+
+
+def test_integer_columns_and_numeric_labels_are_accepted():
+    spec = TaskSpec.from_dict({"data": {"header": False, "text_column": 3, "label_column": 1, "labels": [0, 1]}})
+    assert spec.data.text_column == 3
+    assert spec.data.labels == ("0", "1")

@@ -1,0 +1,84 @@
+"""Fast-tokenizer encoding to numpy, dynamic padding and length-grouped batches."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from bertbridge.core.batching import collate, eval_batches, train_batches
+from bertbridge.core.errors import ModelNotFoundError, SpecError
+from bertbridge.core.tokenize import TextEncoder
+
+
+def test_encode_adds_special_tokens_lowercases_and_truncates(tokenizer_dir):
+    enc = TextEncoder.from_pretrained(tokenizer_dir)
+    assert enc.lowercase is True and enc.model_max_length == 64
+    out = enc.encode(["The FILM was good", "bad " * 40], max_length=16)
+    assert enc.tokens("The FILM")[1:3] == ["the", "film"]
+    assert out.input_ids[0][0] == 2 and out.input_ids[0][-1] == 3  # [CLS] ... [SEP]
+    assert out.lengths.tolist() == [6, 16]
+    assert out.input_ids[0].dtype == np.int32
+
+
+def test_pairs_get_segment_ids(tokenizer_dir):
+    out = TextEncoder.from_pretrained(tokenizer_dir).encode(["good film"], ["bad plot ."], max_length=32)
+    assert out.token_type_ids[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_folder_with_only_vocab_txt_tokenizes_identically(tokenizer_dir, tmp_path):
+    for name in ("vocab.txt", "tokenizer_config.json", "config.json"):
+        shutil.copy(tokenizer_dir / name, tmp_path / name)
+    texts = ["The Film was GOOD, really?", "unknownword plot"]
+    a = TextEncoder.from_pretrained(tokenizer_dir).encode(texts, max_length=32)
+    b = TextEncoder.from_pretrained(tmp_path).encode(texts, max_length=32)
+    assert [x.tolist() for x in a.input_ids] == [x.tolist() for x in b.input_ids]
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    TextEncoder.from_pretrained(tmp_path).save(saved)
+    assert (saved / "tokenizer.json").is_file()  # written when the source lacked it
+
+
+def test_max_length_above_the_model_limit_is_a_spec_error(tokenizer_dir):
+    with pytest.raises(SpecError, match="handles at most 64 tokens. Set training.max_seq_length to 64 or less"):
+        TextEncoder.from_pretrained(tokenizer_dir).encode(["x"], max_length=128)
+
+
+def test_folder_without_tokenizer(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no tokenizer.json or vocab.txt"):
+        TextEncoder.from_pretrained(tmp_path)
+
+
+def test_train_batches_cover_every_example_once_and_group_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=1000)
+    batches = train_batches(lengths, 16, np.random.default_rng(1), group_by_length=True)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    random_batches = train_batches(lengths, 16, np.random.default_rng(1), group_by_length=False)
+    padded = lambda bs: sum(int(lengths[b].max()) * len(b) for b in bs)  # noqa: E731
+    assert padded(batches) < 0.75 * padded(random_batches)
+    # batch order is shuffled, not longest-first every epoch
+    maxima = [int(lengths[b].max()) for b in batches]
+    assert maxima != sorted(maxima, reverse=True)
+
+
+def test_train_batches_are_seeded():
+    lengths = np.arange(100)
+    a = train_batches(lengths, 8, np.random.default_rng(5))
+    b = train_batches(lengths, 8, np.random.default_rng(5))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_collate_pads_to_the_batch_not_the_maximum(tokenizer_dir):
+    enc = TextEncoder.from_pretrained(tokenizer_dir)
+    feats = enc.encode(["good", "the film was good and the plot was dull", "bad film"], max_length=64)
+    batch = collate(feats, np.array([0, 2]), labels=np.array([1, 0, 0]))
+    assert batch["input_ids"].shape == (2, 4)
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert batch["input_ids"][0, 3] == enc.pad_id
+    assert batch["labels"].tolist() == [1, 0]
+    assert all(v.dtype == np.int64 for k, v in batch.items())
+
+
+def test_eval_batches_sort_by_length():
+    lengths = np.array([5, 1, 9, 3])
+    assert [b.tolist() for b in eval_batches(lengths, 2)] == [[1, 3], [0, 2]]
