@@ -34,7 +34,7 @@ def test_backends_json(capsys):
     assert main(["backends", "--json"]) == 0
     data = {b["name"]: b for b in json.loads(capsys.readouterr().out)}
     assert data["pytorch"]["available"] is True and data["pytorch"]["tasks"] == ["text_classification"]
-    assert data["tensorflow"]["tasks"] == []
+    assert data["mxnet"]["tasks"] == []
 
 
 @pytest.fixture()
@@ -87,6 +87,8 @@ def test_spec_command_prints_the_resolved_spec(spec_file, capsys):
         (["train", "{tmp}/nope.yaml"], r"nope\.yaml: spec file not found"),
         (["evaluate", "{tmp}", "{tmp}/x.tsv"], r"no bertbridge\.json, so this is not a bertbridge model folder"),
         (["predict", "{tmp}/none", "--text", "x"], r"no such model folder"),
+        (["predict", "{tmp}", "--text", "x", "--output", "{tmp}/no/dir/p.jsonl"], r"p\.jsonl: cannot write predictions there"),
+        (["train", "{spec}", "--output-dir", "{spec}"], r"spec\.yaml: exists and is a file; output_dir must be a folder path"),
     ],
 )
 def test_bad_input_is_one_paragraph_without_traceback(spec_file, tmp_path, args, message):

@@ -1,6 +1,7 @@
 """The PyTorch backend end to end on a tiny random BERT: train, evaluate, predict, save, load."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -142,6 +143,71 @@ def test_failed_save_leaves_the_previous_model_intact(trained, monkeypatch):
     assert bertbridge.load(trained.path).predict(TEXTS[:1])
 
 
+def test_damaged_weights_are_a_clear_error(trained, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained.path, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ArtifactError, match=r"broken.*(damaged|cannot load the weights)"):
+        bertbridge.load(broken)
+
+
+def test_fine_tuning_a_fine_tuned_model_for_other_labels(trained, tmp_path):
+    rows = [(t, {"positive": "up", "negative": "down"}[l]) for t, l in toy_sentences(48, 9)]
+    rows += [("sports music news", "other")] * 8
+    train = write_tsv(tmp_path / "three.tsv", rows)
+    spec = tiny_spec(trained.path, {"train": str(train)}, tmp_path / "three", epochs=1)
+    spec["data"]["labels"] = ["down", "other", "up"]
+    clf = bertbridge.train(spec)
+    assert clf.predict_proba(["good"]).shape == (1, 3)
+
+
+def test_artifact_permissions_follow_the_umask(trained):
+    old = os.umask(0o022)
+    try:
+        trained.save(trained.path)
+    finally:
+        os.umask(old)
+    assert oct(trained.path.stat().st_mode & 0o777) == "0o755"
+    assert oct((trained.path / "bertbridge.json").stat().st_mode & 0o777) == "0o644"
+    assert oct((trained.path / "model.safetensors").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_killed_save_is_recovered_on_the_next_save(trained):
+    import shutil
+
+    retired = trained.path.parent / f".{trained.path.name}.old-deadbeef"
+    os.replace(trained.path, retired)  # as if killed between the two renames
+    (trained.path.parent / f".{trained.path.name}.tmp-zzz").mkdir()
+    trained.save(trained.path)
+    assert (trained.path / "bertbridge.json").is_file()
+    assert [p.name for p in trained.path.parent.iterdir() if p.name.startswith(".")] == []
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def test_a_failed_swap_puts_the_previous_model_back(trained, monkeypatch):
+    from bertbridge.core import artifacts
+
+    before = (trained.path / "model.safetensors").read_bytes()
+    real = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        trained.save(trained.path)
+    monkeypatch.setattr(artifacts.os, "replace", real)
+    assert (trained.path / "model.safetensors").read_bytes() == before
+    assert [p.name for p in trained.path.parent.iterdir() if p.name.startswith(".")] == []
+
+
 def test_output_dir_that_is_not_a_model_is_never_overwritten(trained, tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
@@ -151,8 +217,19 @@ def test_output_dir_that_is_not_a_model_is_never_overwritten(trained, tmp_path):
     assert (precious / "thesis.tex").read_text() == "..."
 
 
+def test_a_bad_output_dir_is_refused_before_training(tiny_model_dir, toy_data, tmp_path, monkeypatch):
+    from bertbridge.backends.pytorch.backend import PyTorchBackend
+
+    monkeypatch.setattr(PyTorchBackend, "create_model", lambda *a: pytest.fail("trained although the output_dir is refused"))
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError, match="will not be overwritten"):
+        bertbridge.train(tiny_spec(tiny_model_dir, toy_data, precious))
+
+
 def test_other_backends_and_tasks_fail_clearly(tiny_model_dir, toy_data, tmp_path):
-    for name in ("tensorflow", "mxnet"):
+    for name in ("mxnet",):
         with pytest.raises(BackendError, match=rf"(bertbridge\[{name}\]|cannot do 'text_classification' yet)"):
             bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / name), backend=name)
     spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "qa")

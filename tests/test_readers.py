@@ -59,6 +59,8 @@ def test_multi_label_from_separator_and_lists(tmp_path):
 def test_prediction_input_may_lack_labels(tmp_path):
     f = _write(tmp_path / "p.jsonl", '{"text": "hello"}\n')
     assert read_examples(f, DataConfig(), require_labels=False)[0].labels == ()
+    g = _write(tmp_path / "p.csv", "text,label\ngood film,pos\nbad film,\n")
+    assert [e.labels for e in read_examples(g, DataConfig(), require_labels=False)] == [(), ()]
     with pytest.raises(DataError, match=r"p\.jsonl, line 1: no key 'label'"):
         read_examples(f, DataConfig())
 
@@ -92,6 +94,18 @@ def test_undecodable_bytes_name_the_line_and_encoding_fix(tmp_path):
     assert read_examples(f, DataConfig(encoding="latin-1"))[1].text == "café"
 
 
+def test_csv_errors_point_at_the_start_of_a_multiline_record(tmp_path):
+    f = _write(tmp_path / "d.csv", 'text,label\n"first line\nsecond line\nthird",\nok,1\n')
+    with pytest.raises(DataError, match=r"d\.csv, line 2: label column 'label' is empty"):
+        read_examples(f, DataConfig())
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path):
+    f = _write(tmp_path / "u.jsonl", '{"text": "good film\u2028really\u0085yes", "label": 1}\r\n{"text": "b", "label": 0}\n')
+    ex = read_examples(f, DataConfig())
+    assert ex[0].text == "good film\u2028really\u0085yes" and [e.line for e in ex] == [1, 2]
+
+
 def test_utf8_bom_is_ignored(tmp_path):
     f = _write(tmp_path / "d.csv", "\ufefftext,label\nhi,1\n")
     assert read_examples(f, DataConfig())[0].text == "hi"
@@ -110,7 +124,7 @@ def test_label_map_sources_and_unknown_label(tmp_path):
     ex = read_examples(f, DataConfig())
     assert LabelMap.from_config(DataConfig(), ex).labels == ("2", "10")  # numeric order
     assert LabelMap.from_config(DataConfig(labels=("x", "y"))).labels == ("x", "y")
-    lf = _write(tmp_path / "labels.txt", "neg\npos\n\n")
+    lf = _write(tmp_path / "labels.txt", "\ufeffneg\npos\n\n")  # a BOM, as Notepad writes it
     assert LabelMap.from_config(DataConfig(labels_file=str(lf))).labels == ("neg", "pos")
     with pytest.raises(DataError, match=r"d\.tsv, line 2: label '10' is not one of the task's labels \(2, 3\)\. Fix the row, or add it to data\.labels"):
         LabelMap(("2", "3")).encode(ex, str(f), multi_label=False)

@@ -59,7 +59,7 @@ def test_missing_framework_names_the_extra():
 
 
 def test_backend_without_the_task_says_so():
-    backend = registry.backends().get("tensorflow")
+    backend = registry.backends().get("mxnet")
     assert backend.tasks == ()
     with pytest.raises(NotSupportedError, match="cannot do 'text_classification' yet"):
         backend.ensure_supports("text_classification")
@@ -92,6 +92,15 @@ def test_third_party_backend_registers_through_the_entry_point_group(tmp_path, m
             registry.add(FakeBackend())
         """, "fake")
     _fake_distribution(tmp_path, "bertbridge_broken", "bb_broken_plugin", "raise RuntimeError('boom')\n", "broken")
+    _fake_distribution(tmp_path, "bertbridge_badhook", "bb_badhook_plugin", """
+        from bertbridge.core import registry as reg
+        from bertbridge.core.hookspecs import hookimpl
+
+        @hookimpl
+        def bertbridge_register_backends(registry):
+            reg.models()  # touching another registry from a hook must not deadlock
+            from bb_missing_module import Backend  # noqa: F401  (a plugin bug)
+        """, "badhook")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.reset()
     reg = registry.backends()
@@ -99,10 +108,11 @@ def test_third_party_backend_registers_through_the_entry_point_group(tmp_path, m
     chosen = registry.select_backend("fake", task="text_classification")
     assert type(chosen).__name__ == "FakeBackend"
     assert chosen.status().version == "0.1"
-    assert [b.name for b in reg.broken] == ["broken"]
+    assert sorted(b.name for b in reg.broken) == ["badhook", "broken"]
+    assert "ModuleNotFoundError" in next(b.error for b in reg.broken if b.name == "badhook")
     with pytest.raises(UnknownBackendError, match="plugin bb_broken_plugin failed to load: RuntimeError: boom"):
         reg.get("broken")
-    for mod in ("bb_fake_plugin", "bb_broken_plugin"):
+    for mod in ("bb_fake_plugin", "bb_broken_plugin", "bb_badhook_plugin"):
         sys.modules.pop(mod, None)
 
 

@@ -88,6 +88,8 @@ def test_override_into_a_value_is_refused():
         ({"training": {"max_seq_length": 4}}, r"max_seq_length must be between 8 and 8192"),
         ({"data": {"format": "xlsx"}}, r"must be one of: csv, tsv, jsonl"),
         ({"training": []}, r"spec\.training must be a mapping of fields"),
+        ({"data": {"labels": [True, False]}}, r"spec\.data\.labels has True, which is not a label name\. In YAML, yes/no/true/false/null are not strings: quote them"),
+        ({"training": {"seed": -1}}, r"spec\.training\.seed must be between 0 and 2\*\*32 - 1"),
     ],
 )
 def test_bad_fields_name_their_path_and_fix(data, message):

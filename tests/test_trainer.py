@@ -90,6 +90,32 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     assert model.weights == 4  # the snapshot taken after epoch 2
 
 
+def test_without_restore_best_the_last_weights_and_metrics_are_kept():
+    feats, targets = _features(16)
+    scores = iter([0.5, 0.8, 0.7])
+    model = Recorder()
+    cfg = TrainingConfig(epochs=3, batch_size=8, restore_best=False)
+    result = fit(model, feats, targets, cfg, multi_label=False, evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
+    assert model.weights == 6 and result.final_metrics == {"accuracy": 0.7} and result.best_metrics == {"accuracy": 0.8}
+
+
+def test_best_weights_are_restored_by_default():
+    feats, targets = _features(16)
+    scores = iter([0.5, 0.8, 0.7])
+    model = Recorder()
+    result = fit(model, feats, targets, TrainingConfig(epochs=3, batch_size=8), multi_label=False,
+                 evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
+    assert model.weights == 4 and result.final_metrics == {"accuracy": 0.8} and not result.stopped_early
+
+
+def test_training_always_ends_with_an_evaluation():
+    feats, targets = _features(40)  # 5 steps per epoch, evaluated every 3 steps
+    evals = []
+    fit(Recorder(), feats, targets, TrainingConfig(epochs=2, batch_size=8, eval_interval=3), multi_label=False,
+        evaluate=lambda: {"accuracy": 0.5}, log=lambda m, stage, step, epoch: evals.append(step) if stage == "eval" else None)
+    assert evals == [3, 6, 9, 10]
+
+
 def test_loss_is_minimised_when_monitored():
     feats, targets = _features(8)
     losses = iter([1.0, 0.5, 0.6])

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .artifacts import Manifest, check_weights
+from .artifacts import Manifest, check_output_dir, check_weights
 from .backend import ModelSetup
 from .classifier import Split, TextClassifier, read_split
 from .errors import NotSupportedError, SpecError
@@ -68,6 +68,7 @@ def train(
             "this release trains text_classification only."
         )
     chosen = select_backend(backend, spec.backend, task=spec.task.type)
+    target = check_output_dir(Path(output_dir) if output_dir is not None else Path(spec.output_dir))
     if spec.data.train is None:
         raise SpecError("data.train is not set: give the path of the training file (csv, tsv or jsonl).")
     multi = spec.task.multi_label
@@ -122,14 +123,13 @@ def train(
         model, train_split.features, train_split.targets, spec.training,
         multi_label=multi, evaluate=evaluate, log=_log, pad_id=encoder.pad_id,
     )
-    metrics = dict(result.best_metrics)
+    metrics = dict(result.final_metrics)
     metrics["train_samples_per_s"] = result.train_samples_per_s
     metrics["train_seconds"] = result.train_seconds
     if test is not None:
         test_metrics = clf.evaluate_split(test)
         _log({f"test_{k}": v for k, v in test_metrics.items()}, "test", result.steps, result.epochs)
         metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
-    target = Path(output_dir) if output_dir is not None else Path(spec.output_dir)
     clf.save(target, metrics=metrics)
     clf.training_result = result  # type: ignore[attr-defined]
     return clf

@@ -84,12 +84,14 @@ class Manifest:
         missing = [k for k in ("task", "labels", "backend", "max_seq_length", "lowercase") if k not in data]
         if missing:
             raise ArtifactError(f"{path}: the manifest lacks {', '.join(missing)}. The folder is damaged; retrain or restore it.")
-        try:
-            kwargs = {k: v for k, v in data.items() if k in known}
-            kwargs["labels"] = tuple(str(x) for x in kwargs["labels"])
-            return cls(**kwargs)
-        except TypeError as exc:
-            raise ArtifactError(f"{path}: malformed manifest ({exc}).") from None
+        types = {"task": str, "labels": list, "backend": str, "max_seq_length": int, "lowercase": bool,
+                 "multi_label": bool, "threshold": (int, float), "text_pair": bool, "data": dict, "metrics": dict}
+        for key, expected in types.items():
+            if key in data and (not isinstance(data[key], expected) or (expected is int and isinstance(data[key], bool))):
+                raise ArtifactError(f"{path}: manifest field {key!r} has the wrong type ({type(data[key]).__name__}). The folder is damaged; retrain or restore it.")
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["labels"] = tuple(str(x) for x in kwargs["labels"])
+        return cls(**kwargs)
 
 
 def library_versions(distributions: Sequence[str]) -> dict[str, str]:
@@ -107,23 +109,28 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _fsync_tree(folder: Path) -> None:
+def _finalize_tree(folder: Path) -> None:
+    """fsync every file and give the tree the permissions the umask allows
+    (mkdtemp/mkstemp create 0700/0600, which a serving user could not read)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
     for path in folder.rglob("*"):
-        if path.is_file():
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~umask)
+        elif path.is_file():
+            os.chmod(path, 0o666 & ~umask)
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
 
 
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``target``; on success it replaces ``target``.
+def check_output_dir(target: Path) -> Path:
+    """Refuse, before any work, a destination that a save would refuse. Returns it resolved.
 
     ``target`` may not exist, be empty, or be an earlier bertbridge model folder
-    (it is replaced). Any other existing folder is refused, so a mistyped
-    ``output_dir`` cannot wipe unrelated files. On error the staging folder is
-    removed and ``target`` is left untouched.
-    """
-    target = Path(target).resolve()
+    (it is then replaced). A file, or a folder holding anything else, is refused
+    so that a mistyped ``output_dir`` cannot wipe unrelated files."""
+    target = Path(target).expanduser().resolve()
     if target.exists():
         if not target.is_dir():
             raise ArtifactError(f"{target}: exists and is a file; output_dir must be a folder path.")
@@ -132,15 +139,42 @@ def atomic_directory(target: Path) -> Iterator[Path]:
                 f"{target}: exists and is not a bertbridge model folder, so it will not be overwritten. "
                 "Choose another output_dir, or empty that folder."
             )
+    return target
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Staging and retired folders of an earlier save that was killed mid-way.
+    If the target itself is missing but a retired copy exists, that copy is put back."""
+    retired = sorted(target.parent.glob(f".{target.name}.old-*"))
+    if retired and not target.exists():
+        os.replace(retired.pop(), target)
+    for path in retired + list(target.parent.glob(f".{target.name}.tmp-*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``target``; on success it replaces ``target``.
+
+    The previous folder is renamed aside, the staging folder renamed into place,
+    and only then is the previous one deleted; if the second rename fails the
+    previous folder is renamed back. On any error ``target`` is left as it was.
+    """
+    target = check_output_dir(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield staging
-        _fsync_tree(staging)
+        _finalize_tree(staging)
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(target, old)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, target)

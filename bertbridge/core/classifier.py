@@ -171,11 +171,19 @@ class TextClassifier:
     # -- evaluation -----------------------------------------------------
     def read_split(self, path: Union[str, Path], data: Optional[DataConfig] = None, *, require_labels: bool = True) -> Split:
         """Read and tokenize a data file with ``data`` (default: how the training data was read)."""
-        cfg = data or DataConfig(**_data_kwargs(self.manifest.data))
+        cfg = data or self.data_config(path)
         return read_split(
             path, cfg, self.encoder, self.label_map,
             max_length=self.manifest.max_seq_length, multi_label=self.multi_label, require_labels=require_labels,
         )
+
+    def data_config(self, path: Union[str, Path]) -> DataConfig:
+        """How to read ``path``: as the training data was read, except that a file with a
+        known extension (.csv, .tsv, .jsonl) is read by its extension."""
+        kwargs = _data_kwargs(self.manifest.data)
+        if Path(path).suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson"):
+            kwargs.pop("format", None)
+        return DataConfig(**kwargs)
 
     def evaluate_split(self, split: Split, *, show_progress: bool = True) -> dict[str, float]:
         if split.targets is None:

@@ -100,6 +100,14 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from .api import load
 
+    if args.input and args.text_pair:
+        raise DataError("--text-pair goes with --text; with --input, pairs come from the file's text_pair column.")
+    out = sys.stdout
+    if args.output:
+        try:
+            out = open(args.output, "w", encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"{args.output}: cannot write predictions there ({exc.strerror}). Check that the folder exists.") from None
     clf = load(args.model, backend=args.backend)
     if args.text:
         if args.text_pair is not None and len(args.text_pair) != len(args.text):
@@ -107,10 +115,11 @@ def _predict(args) -> int:
         inputs = list(zip(args.text, args.text_pair)) if args.text_pair else list(args.text)
         rows = [{"text": t if isinstance(t, str) else t[0], **r} for t, r in zip(inputs, clf.predict(inputs))]
     else:
-        split = clf.read_split(args.input, require_labels=False)
-        texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in split.examples]
-        rows = [{"line": e.line, **r} for e, r in zip(split.examples, clf.predict(texts))]
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        from .readers import read_examples
+
+        examples = read_examples(args.input, clf.data_config(args.input), require_labels=False)
+        texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in examples]
+        rows = [{"line": e.line, **r} for e, r in zip(examples, clf.predict(texts))]
     try:
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -73,7 +73,7 @@ class LabelMap:
 
 def _read_labels_file(path: Path) -> tuple[str, ...]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise DataError(f"{path}: labels file not found (data.labels_file). It must list one label per line.") from None
     except UnicodeDecodeError:

@@ -24,16 +24,17 @@ __all__ = [
     "multilabel_metrics",
 ]
 
-_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9_.\-]+")
+_UNSAFE_RUN = re.compile(r"[^\w.\-]+")
 
 
 def metric_key_part(label: str) -> str:
     """Sanitise a label for use inside a metric name.
 
-    Every run of characters outside ``[A-Za-z0-9_.-]`` is replaced by a single
-    ``'_'``, so that log lines of the form ``name=value`` stay parseable by a
-    simple regex such as ``([A-Za-z0-9_.-]+)=(\\S+)``.  Non-string labels are
-    converted with ``str()`` first; the empty string becomes ``'_'``.
+    Every run of characters other than letters, digits (any script), ``_``,
+    ``.`` and ``-`` is replaced by a single ``'_'``, so that log lines of the form
+    ``name=value`` stay parseable by a regex such as ``([\\w.-]+)=(\\S+)``.
+    Non-string labels are converted with ``str()`` first; the empty string
+    becomes ``'_'``.
 
     >>> metric_key_part("very good!")
     'very_good_'
@@ -65,15 +66,12 @@ def _label_parts(labels: Sequence[Any]) -> list[str]:
     parts = [metric_key_part(lab) for lab in labels]
     if not parts:
         raise ValueError("labels must contain at least one label name")
-    seen: dict[str, Any] = {}
-    for lab, part in zip(labels, parts):
-        if part in seen:
-            raise ValueError(
-                f"labels {seen[part]!r} and {lab!r} both map to the metric key part "
-                f"{part!r}; label names must stay distinct after sanitising"
-            )
-        seen[part] = lab
-    return parts
+    # Labels that sanitise to the same part (e.g. "a b" and "a_b") are told apart
+    # by their class index, so metrics never overwrite each other.
+    counts: dict[str, int] = {}
+    for part in parts:
+        counts[part] = counts.get(part, 0) + 1
+    return [f"{part}_{i}" if counts[part] > 1 else part for i, part in enumerate(parts)]
 
 
 def _as_index_array(values: Any, name: str) -> np.ndarray:

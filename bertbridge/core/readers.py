@@ -55,8 +55,8 @@ def read_examples(
 ) -> list[Example]:
     """Read every example of ``path`` as described by ``cfg``.
 
-    With ``require_labels=False`` (prediction input) the label column may be
-    absent; when present it is still read.
+    With ``require_labels=False`` (prediction input) the label column is not
+    read at all (it may be absent or empty) and examples carry no labels.
     """
     path = Path(path)
     fmt = infer_format(path, cfg.format)
@@ -99,9 +99,10 @@ def _table_rows(path: Path, text: str, fmt: str, cfg: DataConfig) -> Iterator[tu
     else:
         reader = csv.reader(io.StringIO(text, newline=""))
     columns: Optional[dict[str, int]] = None
+    end = 0
     try:
         for row in reader:
-            line = reader.line_num
+            line, end = end + 1, reader.line_num  # a quoted csv record can span lines: report where it starts
             if not row or all(not cell.strip() for cell in row):
                 continue
             if cfg.header and columns is None:
@@ -150,7 +151,9 @@ def _row_getter(path: Path, line: int, row: list[str], columns: Optional[dict[st
 
 
 def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # split on newlines only: str.splitlines() also splits on U+2028 and friends, legal inside JSON strings
+    for line, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.rstrip("\r")
         if not raw.strip():
             continue
         try:
@@ -221,10 +224,9 @@ def _example(path: Path, line: int, get, cfg: DataConfig, multi_label: bool, req
     pair = None
     if cfg.text_pair_column is not None:
         pair = _text(path, line, get(cfg.text_pair_column, "text_pair_column"), cfg.text_pair_column, "text_pair_column")
-    raw_label = get(cfg.label_column, "label_column", required=require_labels)
     labels: tuple[str, ...] = ()
-    if raw_label is not None:
-        labels = _labels(path, line, raw_label, cfg, multi_label)
+    if require_labels:  # prediction input: whatever is in the label column is ignored
+        labels = _labels(path, line, get(cfg.label_column, "label_column"), cfg, multi_label)
     return Example(text, pair, labels, line)
 
 

@@ -30,7 +30,7 @@ ENTRY_POINT_GROUP = "bertbridge.backends"
 ENV_VAR = "BERTBRIDGE_BACKEND"
 DEFAULT_BACKEND = "pytorch"
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: a plugin hook may itself look up models or backends
 _pm: Optional[pluggy.PluginManager] = None
 _backends: Optional["BackendRegistry"] = None
 _models: Optional["ModelRegistry"] = None
@@ -79,7 +79,8 @@ class BackendRegistry:
         broken = [b for b in self.broken if b.name == name]
         if broken:
             raise UnknownBackendError(
-                f"backend {name!r} is installed but its plugin {broken[0].value} failed to load: {broken[0].error}"
+                f"backend {name!r} is installed but its plugin {broken[0].value} failed to load: {broken[0].error}. "
+                "Reinstall or upgrade that package."
             )
         raise UnknownBackendError(
             f"invalid backend name {name!r}; available: {', '.join(self.names()) or 'none'}.{hint} "
@@ -99,6 +100,7 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._aliases: dict[str, ModelAlias] = {}
+        self.broken: list[BrokenPlugin] = []
 
     def add(self, name: str, resolve: Callable[[], Path], description: str = "") -> None:
         if name in self._aliases:
@@ -148,6 +150,16 @@ def _load_entry_points(pm: pluggy.PluginManager, registry: BackendRegistry) -> N
             registry.broken.append(BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
 
 
+def _call_each(hook, registry, broken: list) -> None:
+    """Call every plugin's implementation on its own: one plugin's exception is
+    recorded against that plugin instead of breaking every command."""
+    for impl in hook.get_hookimpls():
+        try:
+            impl.function(**{name: registry for name in impl.argnames})
+        except Exception as exc:
+            broken.append(BrokenPlugin(impl.plugin_name, impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+
+
 def backends() -> BackendRegistry:
     """The backend registry, filled from entry points on first use."""
     global _backends
@@ -156,7 +168,7 @@ def backends() -> BackendRegistry:
         if _backends is None:
             registry = BackendRegistry()
             _load_entry_points(pm, registry)
-            pm.hook.bertbridge_register_backends(registry=registry)
+            _call_each(pm.hook.bertbridge_register_backends, registry, registry.broken)
             _backends = registry
         return _backends
 
@@ -168,7 +180,7 @@ def models() -> ModelRegistry:
     with _lock:
         if _models is None:
             registry = ModelRegistry()
-            pm.hook.bertbridge_register_models(registry=registry)
+            _call_each(pm.hook.bertbridge_register_models, registry, registry.broken)
             _models = registry
         return _models
 

@@ -146,8 +146,11 @@ class TrainingConfig:
     ramp; the rate then decays linearly to 0. ``batch_size`` counts examples
     per forward pass; the optimizer sees ``batch_size * gradient_accumulation_steps``.
     ``eval_interval``/``log_interval`` count optimizer steps; an ``eval_interval``
-    of 0 evaluates at the end of each epoch. ``group_by_length`` batches examples
-    of similar length together (less padding, same examples per epoch).
+    of 0 evaluates at the end of each epoch, and training always ends with an
+    evaluation. ``restore_best`` puts back the weights of the best evaluation when
+    training ends, so the saved model and its recorded metrics are the best seen
+    (off: the last weights and the last evaluation's metrics). ``group_by_length``
+    batches examples of similar length together (less padding, same examples per epoch).
     """
 
     epochs: int = 3
@@ -164,6 +167,7 @@ class TrainingConfig:
     eval_interval: int = 0
     log_interval: int = 50
     group_by_length: bool = True
+    restore_best: bool = True
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def _validate(self, path: str) -> None:
@@ -178,6 +182,8 @@ class TrainingConfig:
             raise SpecError(f"{path}.learning_rate must be in (0, 1), got {self.learning_rate}.")
         if not 0 <= self.warmup_ratio < 1:
             raise SpecError(f"{path}.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if not 0 <= self.seed < 2**32:
+            raise SpecError(f"{path}.seed must be between 0 and 2**32 - 1, got {self.seed}.")
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             raise SpecError(f"{path}.weight_decay and {path}.max_grad_norm must be >= 0 (max_grad_norm 0 disables clipping).")
 
@@ -231,9 +237,10 @@ class TaskSpec:
     # -- helpers ----------------------------------------------------------
     def _resolve_paths(self, base: Path) -> "TaskSpec":
         def resolve(p: Optional[str]) -> Optional[str]:
-            if p is None or os.path.isabs(p):
+            if p is None:
                 return p
-            return str((base / p).resolve())
+            p = os.path.expanduser(p)
+            return p if os.path.isabs(p) else str((base / p).resolve())
 
         data = dataclasses.replace(
             self.data,
@@ -367,6 +374,12 @@ def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> 
             raise SpecError(f"{path} must be a list, got {value!r}.")
         if not value:
             raise SpecError(f"{path} must not be an empty list (leave it out instead).")
+        for item in value:
+            if item is None or isinstance(item, (bool, list, dict)):
+                raise SpecError(
+                    f"{path} has {item!r}, which is not a label name. In YAML, yes/no/true/false/null are not "
+                    "strings: quote them, e.g. ['yes', 'no']."
+                )
         return tuple(str(v) for v in value)
     if value is None:
         raise SpecError(f"{path} must be {_type_name(tp)}, not null.")

@@ -56,6 +56,8 @@ class TrainResult:
     train_examples: int
     stopped_early: bool
     best_metrics: dict[str, float] = field(default_factory=dict)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    """Validation metrics of the weights the model holds after :func:`fit` (best or last)."""
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -78,6 +80,7 @@ def fit(
     metric = monitor_metric(cfg, multi_label, evaluate is not None)
     minimize = metric in MINIMIZED
     patience = cfg.early_stopping.patience
+    keep_best = evaluate is not None and cfg.restore_best
     rng = np.random.default_rng(cfg.seed)
     accum = cfg.gradient_accumulation_steps
     micro_per_epoch = math.ceil(len(features) / cfg.batch_size)
@@ -93,10 +96,14 @@ def fit(
     result = TrainResult(0, 0.0, 0.0, 0, False)
     window_loss, window_examples, window_seconds = 0.0, 0, 0.0
 
+    last_eval_step = -1
+
     def run_eval() -> bool:
         """Evaluate, log, track the best; True when early stopping fires."""
-        nonlocal best, best_snapshot, stale
+        nonlocal best, best_snapshot, stale, last_eval_step
+        last_eval_step = step
         metrics = evaluate()  # type: ignore[misc]
+        result.final_metrics = dict(metrics)
         epoch_now = step / steps_per_epoch
         log({f"eval_{k}": v for k, v in metrics.items()}, "eval", step, epoch_now)
         result.history.append({"step": step, "epoch": epoch_now, **metrics})
@@ -105,7 +112,7 @@ def fit(
         if improved:
             best, stale = value, 0
             result.best_metrics = dict(metrics)
-            if patience:
+            if keep_best:
                 best_snapshot = model.snapshot()
             return False
         stale += 1
@@ -153,10 +160,13 @@ def fit(
                 if run_eval():
                     stopped = True
                     break
+        if evaluate is not None and last_eval_step != step:
+            run_eval()  # the last steps were not evaluated (eval_interval does not divide them)
     finally:
         bar.close()
-    if best_snapshot is not None:
+    if keep_best and best_snapshot is not None:
         model.restore(best_snapshot)
+        result.final_metrics = dict(result.best_metrics)
     result.steps, result.epochs = step, step / steps_per_epoch
     result.train_seconds, result.train_examples, result.stopped_early = train_seconds, seen, stopped
     return result

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification
-from transformers.utils import logging as hf_logging
+if "transformers" not in sys.modules:
+    # transformers imports TensorFlow whenever it is installed (image utilities); this backend
+    # needs only torch, so keep TF out of the process unless the user asked for it.
+    os.environ.setdefault("USE_TF", "0")
 
-from bertbridge.core.backend import Batch, ModelSetup, TrainableModel
-from bertbridge.core.errors import ArtifactError
+import torch  # noqa: E402
+from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
+from bertbridge.core.errors import ArtifactError  # noqa: E402
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
@@ -32,6 +39,24 @@ def _quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(level)
+
+
+def _load(folder: Path, config, **kwargs) -> torch.nn.Module:
+    """``from_pretrained`` from safetensors only; damaged files become a clear ArtifactError."""
+    try:
+        with _quiet_transformers():
+            return AutoModelForSequenceClassification.from_pretrained(
+                folder, config=config, use_safetensors=True, attn_implementation="sdpa", **kwargs
+            )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(
+            f"{folder}: cannot load the weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "The folder is damaged or not a BERT checkpoint; retrain or restore it."
+        ) from None
+    except Exception as exc:  # safetensors' own error type
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise ArtifactError(f"{folder}: model.safetensors is damaged ({exc}); retrain or restore it.") from None
 
 
 def _problem_type(setup: ModelSetup) -> str:
@@ -62,10 +87,11 @@ class TorchClassifier(TrainableModel):
             label2id={v: int(k) for k, v in setup.id2label.items()},
             problem_type=_problem_type(setup),
         )
-        with _quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, config=config, use_safetensors=True, attn_implementation="sdpa"
-            )
+        model = _load(folder, config, ignore_mismatched_sizes=True)
+        # Always a fresh head, even when starting from a fine-tuned classifier (as every backend does).
+        std = getattr(config, "initializer_range", 0.02)
+        torch.nn.init.normal_(model.classifier.weight, mean=0.0, std=std)
+        torch.nn.init.zeros_(model.classifier.bias)
         return cls(model, setup)
 
     @classmethod
@@ -76,11 +102,7 @@ class TorchClassifier(TrainableModel):
                 f"{folder}: config.json has {config.num_labels} labels but bertbridge.json lists "
                 f"{setup.num_labels}. The folder is inconsistent; retrain or restore it."
             )
-        with _quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, config=config, use_safetensors=True, attn_implementation="sdpa"
-            )
-        return cls(model, setup)
+        return cls(_load(folder, config), setup)
 
     # -- contract ----------------------------------------------------------
     def _forward(self, batch: Batch) -> torch.Tensor:

@@ -1,0 +1,110 @@
+"""BERT checkpoints as numpy, in Hugging Face PyTorch naming and layout.
+
+Every backend's artifact is the same ``config.json`` + ``model.safetensors``
+(``BertForSequenceClassification`` names, Linear weights as ``[out, in]``), so
+an artifact trained on one framework opens on any other. Backends that do not
+use ``transformers`` (TensorFlow, MXNet) read and write it through here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .artifacts import WEIGHTS_NAME, check_weights
+from .backend import ModelSetup
+from .errors import ArtifactError, NotSupportedError
+
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+_IGNORED_SUFFIXES = ("position_ids",)  # buffers some checkpoints carry
+
+
+def read_config(folder: Path) -> dict:
+    """``config.json`` of a BERT folder, checked for what the built-in encoders implement."""
+    path = Path(folder) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder}: no config.json; a model folder needs its Hugging Face config.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc}).") from None
+    model_type = config.get("model_type")
+    if model_type != "bert":
+        raise NotSupportedError(
+            f"{path}: model_type {model_type!r}; this backend implements BERT encoders (model_type 'bert') only. "
+            "Use the pytorch backend for other architectures."
+        )
+    if config.get("hidden_act", "gelu") not in SUPPORTED_ACTIVATIONS:
+        raise NotSupportedError(f"{path}: hidden_act {config.get('hidden_act')!r} is not one of {', '.join(SUPPORTED_ACTIVATIONS)}.")
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise NotSupportedError(f"{path}: position_embedding_type {config['position_embedding_type']!r}; only 'absolute' is implemented.")
+    return config
+
+
+def classification_config(base: Mapping, setup: ModelSetup) -> dict:
+    """The ``config.json`` of a sequence classifier built on ``base`` (what transformers writes)."""
+    config = {k: v for k, v in base.items() if k not in ("id2label", "label2id", "num_labels", "_name_or_path")}
+    config.update(
+        architectures=["BertForSequenceClassification"],
+        id2label={str(i): label for i, label in setup.id2label.items()},
+        label2id={label: int(i) for i, label in setup.id2label.items()},
+        problem_type="multi_label_classification" if setup.multi_label else "single_label_classification",
+    )
+    return config
+
+
+def load_state(folder: Path) -> dict[str, np.ndarray]:
+    """Weights of a folder as float32 numpy arrays under ``BertForSequenceClassification`` names
+    (a bare ``BertModel`` checkpoint gets the ``bert.`` prefix; buffers are dropped)."""
+    from safetensors.numpy import load_file
+
+    path = check_weights(folder)
+    try:
+        raw = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"{path}: unreadable safetensors file ({exc}). The folder is damaged; retrain or restore it.") from None
+    state = {}
+    for name, value in raw.items():
+        if name.endswith(_IGNORED_SUFFIXES):
+            continue
+        if not (name.startswith("bert.") or name.startswith("classifier.")):
+            name = "bert." + name
+        state[name] = np.asarray(value, dtype=np.float32)
+    return state
+
+
+def save_state(directory: Path, config: Mapping, state: Mapping[str, np.ndarray]) -> None:
+    """Write ``config.json`` and ``model.safetensors`` (PyTorch format marker, so transformers reads it)."""
+    from safetensors.numpy import save_file
+
+    (Path(directory) / "config.json").write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
+    save_file(arrays, str(Path(directory) / WEIGHTS_NAME), metadata={"format": "pt"})
+
+
+def init_head(state: dict[str, np.ndarray], config: Mapping, num_labels: int, seed: int) -> dict[str, np.ndarray]:
+    """Add a fresh classifier (and pooler, when the checkpoint has none): normal(0, initializer_range)
+    weights and zero biases, from numpy's generator seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    hidden = int(config["hidden_size"])
+    std = float(config.get("initializer_range", 0.02))
+    out = dict(state)
+    if "bert.pooler.dense.weight" not in out:
+        out["bert.pooler.dense.weight"] = rng.normal(0.0, std, (hidden, hidden)).astype(np.float32)
+        out["bert.pooler.dense.bias"] = np.zeros(hidden, np.float32)
+    out["classifier.weight"] = rng.normal(0.0, std, (num_labels, hidden)).astype(np.float32)
+    out["classifier.bias"] = np.zeros(num_labels, np.float32)
+    return out
+
+
+def check_head(state: Mapping[str, np.ndarray], num_labels: int, folder: Path) -> None:
+    weight = state.get("classifier.weight")
+    if weight is None or weight.shape[0] != num_labels:
+        found = "no classifier" if weight is None else f"a classifier for {weight.shape[0]} labels"
+        raise ArtifactError(
+            f"{folder}: model.safetensors has {found}, but bertbridge.json lists {num_labels} labels. "
+            "The folder is inconsistent; retrain or restore it."
+        )
