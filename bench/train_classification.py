@@ -15,6 +15,11 @@ included); ``wall_s`` and ``peer_wall_s`` are end to end (load, tokenize, train,
 evaluate). Data: GLUE SST-2 (Socher et al. 2013), from ../shared/data/sst2.
 
     python bench/train_classification.py [--backend pytorch] [--rows 2000] [--epochs 1]
+    python bench/train_classification.py --backend tensorflow --compare pytorch
+
+``--compare B`` also trains with backend B in the same run and adds
+``reference_backend``, ``reference_dev_accuracy``, ``reference_train_samples_per_s``
+and ``time_ratio_vs_reference`` (our training time / B's; below 1.5 is the target).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default="minilm")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "sst2"))
     p.add_argument("--mixed-precision", action="store_true", help="bf16 autocast in both tools")
+    p.add_argument("--compare", metavar="BACKEND", help="also train with this backend (e.g. pytorch)")
     p.add_argument("--no-peer", action="store_true", help="skip the Hugging Face Trainer run")
     return p.parse_args()
 
@@ -55,7 +61,7 @@ def head_rows(src: Path, rows: int, dst: Path) -> None:
     dst.write_text("".join(lines[: rows + 1]), encoding="utf-8")
 
 
-def run_bertbridge(args, train_path: Path, dev_path: Path, out: Path) -> dict:
+def run_bertbridge(args, train_path: Path, dev_path: Path, out: Path, backend: str) -> dict:
     import bertbridge
 
     spec = {
@@ -67,7 +73,7 @@ def run_bertbridge(args, train_path: Path, dev_path: Path, out: Path) -> dict:
             "max_grad_norm": 1.0, "max_seq_length": args.max_seq_length, "seed": args.seed,
             "log_interval": 1000, "mixed_precision": args.mixed_precision,
         },
-        "backend": args.backend,
+        "backend": backend,
         "output_dir": str(out),
     }
     start = time.perf_counter()
@@ -142,7 +148,8 @@ def main() -> None:
         import contextlib
 
         with contextlib.redirect_stdout(io.StringIO()):  # keep stdout to the one JSON line
-            ours = run_bertbridge(args, train_path, data / "dev.tsv", tmp / "ours")
+            ours = run_bertbridge(args, train_path, data / "dev.tsv", tmp / "ours", args.backend)
+            ref = run_bertbridge(args, train_path, data / "dev.tsv", tmp / "ref", args.compare) if args.compare else {}
             peer = {} if args.no_peer else run_trainer(args, train_path, data / "dev.tsv", tmp / "peer")
     import torch
 
@@ -152,6 +159,13 @@ def main() -> None:
         "mixed_precision": args.mixed_precision,
         "threads": torch.get_num_threads(), **ours,
     }
+    if ref:
+        line.update({
+            "reference_backend": args.compare,
+            "reference_dev_accuracy": ref["dev_accuracy"],
+            "reference_train_samples_per_s": ref["train_samples_per_s"],
+            "time_ratio_vs_reference": ref["train_samples_per_s"] / ours["train_samples_per_s"],
+        })
     if peer:
         line.update({"peer": "hf-trainer", **peer, "speedup": ours["train_samples_per_s"] / peer["peer_train_samples_per_s"]})
     print(json.dumps({k: float(f"{v:.5g}") if isinstance(v, float) else v for k, v in line.items()}))

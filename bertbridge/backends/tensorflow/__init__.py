@@ -1,1 +1,1 @@
-"""The TensorFlow backend: registered, reports availability; training arrives in its own release."""
+"""The TensorFlow backend: BERT in plain TensorFlow, reading and writing the shared artifact format."""

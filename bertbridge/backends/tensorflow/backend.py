@@ -1,10 +1,16 @@
-"""TensorFlow backend declaration. It registers and reports whether TensorFlow is
-installed; no task is implemented yet, so training or loading with it raises
-a clear "cannot do ... yet" error from the core contract."""
+"""TensorFlow backend declaration; TensorFlow is imported only inside the methods.
+
+The model is BERT written in plain TensorFlow (``bert.py``) rather than
+transformers' TF classes: those are gone in transformers 5, and importing
+them pulls torch and TensorFlow into each other's processes. Weights keep
+PyTorch names and layout, so artifacts are shared with every backend.
+"""
 
 from __future__ import annotations
 
-from bertbridge.core.backend import Backend
+from pathlib import Path
+
+from bertbridge.core.backend import Backend, InferenceModel, ModelSetup, TrainableModel
 
 
 class TensorFlowBackend(Backend):
@@ -12,4 +18,14 @@ class TensorFlowBackend(Backend):
     extra = "tensorflow"
     requires = ("tensorflow",)
     distributions = ("tensorflow", "tensorflow-cpu")
-    tasks = ()
+    tasks = ("text_classification",)
+
+    def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
+        from .model import TFClassifier
+
+        return TFClassifier.from_pretrained(pretrained_dir, setup)
+
+    def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
+        from .model import TFClassifier
+
+        return TFClassifier.from_artifact(artifact_dir, setup)

@@ -1,0 +1,123 @@
+"""BERT for sequence classification in plain TensorFlow (a ``tf.Module``, no Keras, no transformers).
+
+Variables keep Hugging Face PyTorch names and layouts (Linear weights ``[out, in]``,
+applied with ``transpose_b``), so a bertbridge artifact loads and saves without
+any name mapping or transposes, and the numbers match the PyTorch model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+
+_ACTIVATIONS = {
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "relu": tf.nn.relu,
+}
+
+
+class BertClassifier(tf.Module):
+    """Embeddings, ``num_hidden_layers`` post-LayerNorm encoder blocks, tanh pooler, linear head."""
+
+    def __init__(self, config: Mapping, state: Mapping[str, np.ndarray], *, seed: int = 0, bf16: bool = False) -> None:
+        super().__init__(name="bert_classifier")
+        self.num_layers = int(config["num_hidden_layers"])
+        self.num_heads = int(config["num_attention_heads"])
+        self.hidden = int(config["hidden_size"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.hidden_dropout = float(config.get("hidden_dropout_prob", 0.1))
+        self.attention_dropout = float(config.get("attention_probs_dropout_prob", 0.1))
+        classifier_dropout = config.get("classifier_dropout")
+        self.classifier_dropout = float(self.hidden_dropout if classifier_dropout is None else classifier_dropout)
+        self.act = _ACTIVATIONS[config.get("hidden_act", "gelu")]
+        self.compute_dtype = tf.bfloat16 if bf16 else tf.float32
+        # One variable per checkpoint tensor, keyed by its PyTorch name.
+        self.weights = {name: tf.Variable(value, name=name.replace(".", "/"), trainable=True) for name, value in state.items()}
+        self._rng = tf.random.Generator.from_seed(seed)
+
+    # -- building blocks --------------------------------------------------
+    def _w(self, name: str) -> tf.Variable:
+        return self.weights[name]
+
+    def _dense(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
+        w, b = self._w(prefix + ".weight"), self._w(prefix + ".bias")
+        shape = tf.shape(x)
+        flat = tf.reshape(x, [-1, shape[-1]])
+        if self.compute_dtype != tf.float32:
+            y = tf.cast(tf.matmul(tf.cast(flat, self.compute_dtype), tf.cast(w, self.compute_dtype), transpose_b=True), tf.float32)
+        else:
+            y = tf.matmul(flat, w, transpose_b=True)
+        return tf.reshape(y + b, tf.concat([shape[:-1], [tf.shape(w)[0]]], axis=0))
+
+    def _layer_norm(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
+        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(var + self.eps) * self._w(prefix + ".weight") + self._w(prefix + ".bias")
+
+    def _dropout(self, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+        if not training or rate == 0.0:
+            return x
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=self._rng.make_seeds(1)[:, 0])
+
+    def _attention(self, h: tf.Tensor, mask_add: tf.Tensor, prefix: str, training: bool) -> tf.Tensor:
+        batch, length = tf.shape(h)[0], tf.shape(h)[1]
+        head_dim = self.hidden // self.num_heads
+
+        def heads(x: tf.Tensor) -> tf.Tensor:
+            return tf.transpose(tf.reshape(x, [batch, length, self.num_heads, head_dim]), [0, 2, 1, 3])
+
+        q = heads(self._dense(h, prefix + ".self.query"))
+        k = heads(self._dense(h, prefix + ".self.key"))
+        v = heads(self._dense(h, prefix + ".self.value"))
+        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(head_dim)) + mask_add
+        probs = self._dropout(tf.nn.softmax(scores, axis=-1), self.attention_dropout, training)
+        context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [batch, length, self.hidden])
+        out = self._dropout(self._dense(context, prefix + ".output.dense"), self.hidden_dropout, training)
+        return self._layer_norm(out + h, prefix + ".output.LayerNorm")
+
+    # -- the model ----------------------------------------------------------
+    def __call__(
+        self,
+        input_ids: tf.Tensor,
+        attention_mask: tf.Tensor,
+        token_type_ids: tf.Tensor,
+        training: bool = False,
+    ) -> tf.Tensor:
+        length = tf.shape(input_ids)[1]
+        e = "bert.embeddings."
+        h = (
+            tf.gather(self._w(e + "word_embeddings.weight"), input_ids)
+            + tf.gather(self._w(e + "position_embeddings.weight"), tf.range(length))[None]
+            + tf.gather(self._w(e + "token_type_embeddings.weight"), token_type_ids)
+        )
+        h = self._dropout(self._layer_norm(h, e + "LayerNorm"), self.hidden_dropout, training)
+        mask_add = (1.0 - tf.cast(attention_mask, tf.float32))[:, None, None, :] * -1e9
+        for i in range(self.num_layers):
+            p = f"bert.encoder.layer.{i}."
+            h = self._attention(h, mask_add, p + "attention", training)
+            inter = self.act(self._dense(h, p + "intermediate.dense"))
+            out = self._dropout(self._dense(inter, p + "output.dense"), self.hidden_dropout, training)
+            h = self._layer_norm(out + h, p + "output.LayerNorm")
+        pooled = tf.tanh(self._dense(h[:, 0], "bert.pooler.dense"))
+        pooled = self._dropout(pooled, self.classifier_dropout, training)
+        return self._dense(pooled, "classifier")
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {name: var.numpy() for name, var in self.weights.items()}
+
+    def assign(self, state: Mapping[str, np.ndarray]) -> None:
+        for name, var in self.weights.items():
+            var.assign(state[name])
+
+    @property
+    def decay_mask(self) -> list[bool]:
+        """Which trainable variables get weight decay (not biases, not LayerNorm)."""
+        return [not (n.endswith(".bias") or "LayerNorm" in n) for n in self.weights]
+
+    def seed_dropout(self, seed: Optional[int]) -> None:
+        if seed is not None:
+            self._rng.reset_from_seed(seed)

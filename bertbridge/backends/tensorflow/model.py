@@ -1,0 +1,120 @@
+"""TensorFlow implementation of the core model contract (imported only when used)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of training logs
+
+import tensorflow as tf  # noqa: E402
+
+from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
+from bertbridge.core.checkpoint import (  # noqa: E402
+    check_head, classification_config, init_head, load_state, read_config, save_state,
+)
+
+from .bert import BertClassifier  # noqa: E402
+
+_IDS = tf.TensorSpec([None, None], tf.int64)
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
+
+
+class TFClassifier(TrainableModel):
+    """:class:`BertClassifier` trained with compiled (``tf.function``) steps and AdamW."""
+
+    def __init__(self, module: BertClassifier, config: dict, setup: ModelSetup) -> None:
+        self.module = module
+        self.config = config
+        self.setup = setup
+        self.variables = list(module.weights.values())
+        self._decay = module.decay_mask
+        self._ready = False
+        label_spec = tf.TensorSpec([None, setup.num_labels], tf.float32) if setup.multi_label else tf.TensorSpec([None], tf.int64)
+        self._logits_fn = tf.function(lambda i, a, t: module(i, a, t, training=False), input_signature=[_IDS] * 3, reduce_retracing=True)
+        self._accumulate_fn = tf.function(self._accumulate_graph, input_signature=[_IDS] * 3 + [label_spec, tf.TensorSpec([], tf.float32)])
+        self._step_fn = tf.function(self._step_graph, input_signature=[tf.TensorSpec([], tf.float32)])
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder: Path, setup: ModelSetup) -> "TFClassifier":
+        tf.random.set_seed(setup.seed)
+        base = read_config(folder)
+        state = init_head(load_state(folder), base, setup.num_labels, setup.seed)
+        module = BertClassifier(base, state, seed=setup.seed, bf16=setup.mixed_precision)
+        return cls(module, classification_config(base, setup), setup)
+
+    @classmethod
+    def from_artifact(cls, folder: Path, setup: ModelSetup) -> "TFClassifier":
+        config = read_config(folder)
+        state = load_state(folder)
+        check_head(state, setup.num_labels, folder)
+        return cls(BertClassifier(config, state), config, setup)
+
+    # -- graphs -------------------------------------------------------------
+    def _build_slots(self) -> None:
+        zeros = lambda v: tf.Variable(tf.zeros_like(v), trainable=False)  # noqa: E731
+        self._grads = [zeros(v) for v in self.variables]
+        self._m = [zeros(v) for v in self.variables]
+        self._v = [zeros(v) for v in self.variables]
+        self._t = tf.Variable(0.0, trainable=False)
+        self._ready = True
+
+    def _loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        if self.setup.multi_label:
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+    def _accumulate_graph(self, input_ids, attention_mask, token_type_ids, labels, scale):
+        with tf.GradientTape() as tape:
+            loss = self._loss(self.module(input_ids, attention_mask, token_type_ids, training=True), labels)
+            scaled = loss * scale
+        for acc, grad in zip(self._grads, tape.gradient(scaled, self.variables)):
+            acc.assign_add(tf.convert_to_tensor(grad))
+        return loss
+
+    def _step_graph(self, learning_rate):
+        clip = 1.0
+        if self.setup.max_grad_norm > 0:
+            norm = tf.linalg.global_norm(self._grads)
+            clip = tf.minimum(1.0, self.setup.max_grad_norm / (norm + 1e-6))
+        self._t.assign_add(1.0)
+        correction1 = 1.0 - tf.pow(BETA1, self._t)
+        correction2 = 1.0 - tf.pow(BETA2, self._t)
+        for var, acc, m, v, decay in zip(self.variables, self._grads, self._m, self._v, self._decay):
+            grad = acc * clip
+            if decay and self.setup.weight_decay:
+                var.assign(var * (1.0 - learning_rate * self.setup.weight_decay))
+            m.assign(BETA1 * m + (1.0 - BETA1) * grad)
+            v.assign(BETA2 * v + (1.0 - BETA2) * tf.square(grad))
+            var.assign_sub((learning_rate / correction1) * m / (tf.sqrt(v / correction2) + EPS))
+            acc.assign(tf.zeros_like(acc))
+        return self._t
+
+    # -- contract ----------------------------------------------------------
+    def logits(self, batch: Batch) -> np.ndarray:
+        return self._logits_fn(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).numpy()
+
+    def accumulate(self, batch: Batch, loss_scale: float) -> float:
+        if not self._ready:
+            self._build_slots()
+        labels = batch["labels"].astype(np.float32 if self.setup.multi_label else np.int64)
+        loss = self._accumulate_fn(
+            batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], labels, np.float32(loss_scale)
+        )
+        return float(loss)
+
+    def step(self, learning_rate: float) -> None:
+        self._step_fn(np.float32(learning_rate))
+
+    def snapshot(self) -> Any:
+        return self.module.state()
+
+    def restore(self, snapshot: Any) -> None:
+        self.module.assign(snapshot)
+
+    def save(self, directory: Path) -> None:
+        save_state(directory, self.config, self.module.state())
