@@ -19,6 +19,7 @@ setup(
         # core is framework-neutral: numpy, the Rust fast tokenizers, config and plugins
         "numpy>=1.24",
         "safetensors>=0.4",
+        "google-crc32c>=1.5",  # fast CRC32C for TFRecord shards (core has a pure-Python fallback)
         "tokenizers>=0.19",
         "pluggy>=1.3",
         "PyYAML>=6.0",

@@ -76,7 +76,7 @@ def test_prediction_input_may_lack_labels(tmp_path):
         ("d.jsonl", '{"text": "a", "label": 1}\n{"text": \n', {}, r"d\.jsonl, line 2: invalid JSON"),
         ("d.jsonl", '{"text": ["a"], "label": 1}\n', {}, r"d\.jsonl, line 1: column 'text' \(data\.text_column\) must be text"),
         ("d.jsonl", '{"text": "a", "label": ["x", "y"]}\n', {}, r"holds a list, but the task is single-label\. Set task\.multi_label: true"),
-        ("d.txt", "text\n", {}, r"d\.txt: cannot tell the format from the extension '\.txt'\. Rename it to \.csv, \.tsv or \.jsonl, or set data\.format"),
+        ("d.txt", "text\n", {}, r"d\.txt: cannot tell the format from the extension '\.txt'\. Rename it to \.csv, \.tsv, \.jsonl or \.tfrecord, or set data\.format"),
         ("d.tsv", "text\tlabel\n", {}, r"d\.tsv: no examples found"),
         ("d.csv", 'text,label\n"unclosed,1\n', {}, r"d\.csv.*(malformed|no examples|field)"),
     ],
@@ -115,8 +115,15 @@ def test_missing_file_and_folder(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_examples(tmp_path / "nope.tsv", DataConfig())
     (tmp_path / "dir.tsv").mkdir()
-    with pytest.raises(DataError, match="is a folder"):
-        read_examples(tmp_path / "dir.tsv", DataConfig())
+    with pytest.raises(DataError, match="tfrecord files hold tokenized features, not text"):
+        read_examples(tmp_path / "dir.tsv", DataConfig())  # a folder is a set of shards
+
+
+def test_declared_format_applies_to_unknown_extensions_only(tmp_path):
+    f = _write(tmp_path / "d.txt", "text\tlabel\nhi\t1\n")
+    assert read_examples(f, DataConfig(format="tsv"))[0].text == "hi"
+    g = _write(tmp_path / "d.csv", "text,label\nhi,1\n")
+    assert read_examples(g, DataConfig(format="tsv"))[0].labels == ("1",)  # the extension wins
 
 
 def test_label_map_sources_and_unknown_label(tmp_path):

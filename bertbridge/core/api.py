@@ -21,7 +21,7 @@ from .backend import ModelSetup
 from .classifier import Split, TextClassifier, read_split
 from .errors import NotSupportedError, SpecError
 from .labels import LabelMap
-from .readers import read_examples
+from .readers import infer_format, read_examples
 from .registry import backends, models, plugin_manager, select_backend
 from .spec import TaskSpec
 from .tokenize import TextEncoder
@@ -79,8 +79,15 @@ def train(
     encoder = TextEncoder.from_pretrained(model_dir)
     encoder.check_max_length(spec.training.max_seq_length)
 
-    train_examples = read_examples(spec.data.train, spec.data, multi_label=multi)
-    label_map = LabelMap.from_config(spec.data, train_examples)
+    train_examples = None
+    if infer_format(spec.data.train, spec.data.format) == "tfrecord":
+        from .tfrecord import read_metadata
+
+        saved = read_metadata(Path(spec.data.train)).get("labels")
+        label_map = LabelMap.from_config(spec.data) if (spec.data.labels or spec.data.labels_file or not saved) else LabelMap(tuple(saved))
+    else:
+        train_examples = read_examples(spec.data.train, spec.data, multi_label=multi)
+        label_map = LabelMap.from_config(spec.data, train_examples)
     manifest = Manifest(
         task=spec.task.type,
         labels=label_map.labels,
@@ -133,6 +140,51 @@ def train(
     clf.save(target, metrics=metrics)
     clf.training_result = result  # type: ignore[attr-defined]
     return clf
+
+
+def export_tfrecord(
+    spec: SpecLike,
+    out_dir: Union[str, os.PathLike],
+    *,
+    split: str = "train",
+    shards: int = 1,
+    fixed_length: bool = False,
+    overrides: Sequence[str] = (),
+) -> list[Path]:
+    """Tokenize one split of the spec (``train``, ``validation`` or ``test``) with the spec's
+    model and write it as TFRecord shards plus ``bertbridge-tfrecord.json`` (see
+    :mod:`bertbridge.core.tfrecord` for the schema). Returns the shard paths."""
+    from . import tfrecord
+
+    spec = load_spec(spec, overrides)
+    if split not in ("train", "validation", "test"):
+        raise SpecError(f"split {split!r}: choose train, validation or test.")
+    path = getattr(spec.data, split)
+    if path is None:
+        raise SpecError(f"data.{split} is not set in the spec, so there is nothing to export.")
+    if shards < 1:
+        raise SpecError(f"shards must be >= 1, got {shards}.")
+    out = Path(out_dir)
+    others = sorted({p.name.split("-")[0] for p in out.glob("*.tfrecord")} - {split}) if out.is_dir() else []
+    if others:
+        raise SpecError(f"{out}: already holds shards of {', '.join(others)}; use one folder per split.")
+    encoder = TextEncoder.from_pretrained(models().resolve(spec.model.name))
+    multi = spec.task.multi_label
+    train_examples = read_examples(spec.data.train, spec.data, multi_label=multi) if spec.data.train else None
+    label_map = LabelMap.from_config(spec.data, train_examples)
+    data = read_split(path, spec.data, encoder, label_map, max_length=spec.training.max_seq_length, multi_label=multi)
+    for stale in out.glob(f"{split}-*-of-*.tfrecord") if out.is_dir() else []:
+        stale.unlink()
+    return tfrecord.write_split(
+        out, split, data.features, data.targets, shards=shards, multi_label=multi,
+        fixed_length=spec.training.max_seq_length if fixed_length else None, pad_id=encoder.pad_id,
+        metadata={
+            "task": spec.task.type, "labels": list(label_map.labels), "multi_label": multi,
+            "text_pair": spec.data.text_pair_column is not None, "max_seq_length": spec.training.max_seq_length,
+            "model": spec.model.name, "lowercase": encoder.lowercase, "tokenizer": encoder.fingerprint,
+            "source": str(path),
+        },
+    )
 
 
 def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_size: int = 64) -> TextClassifier:

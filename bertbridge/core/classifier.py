@@ -20,7 +20,7 @@ from .batching import collate, eval_batches
 from .errors import DataError
 from .labels import LabelMap
 from .metrics import classification_metrics, multilabel_metrics
-from .readers import Example, read_examples, texts_of
+from .readers import Example, infer_format, read_examples, texts_of
 from .spec import DataConfig
 from .tokenize import Encoded, TextEncoder
 
@@ -71,12 +71,33 @@ def read_split(
     require_labels: bool = True,
     examples: Optional[list[Example]] = None,
 ) -> Split:
-    """Read (unless ``examples`` are given), encode labels and tokenize one data file."""
+    """Read (unless ``examples`` are given), encode labels and tokenize one data file;
+    TFRecord shards (already tokenized) are read as they are."""
+    if examples is None and infer_format(path, cfg.format) == "tfrecord":
+        return _read_record_split(path, encoder, label_map, max_length, multi_label, require_labels)
     if examples is None:
         examples = read_examples(path, cfg, multi_label=multi_label, require_labels=require_labels)
     targets = label_map.encode(examples, str(path), multi_label) if require_labels else None
     texts, pairs = texts_of(examples)
     return Split(str(path), examples, encoder.encode(texts, pairs, max_length=max_length), targets)
+
+
+def _read_record_split(path, encoder: TextEncoder, label_map: LabelMap, max_length: int, multi_label: bool, require_labels: bool) -> Split:
+    from . import tfrecord
+
+    meta = tfrecord.read_metadata(Path(path))
+    if meta.get("tokenizer") and meta["tokenizer"] != encoder.fingerprint:
+        raise DataError(
+            f"{path}: these shards were tokenized with another vocabulary ({meta.get('model', 'unknown model')}) "
+            "than this model's. Re-export them with this model: bertbridge export-tfrecord SPEC."
+        )
+    if meta.get("labels") and tuple(meta["labels"]) != label_map.labels:
+        raise DataError(
+            f"{path}: the shards' labels ({', '.join(meta['labels'])}) differ from the task's ({', '.join(label_map.labels)}); "
+            "label indices would mean different things. Set data.labels to the shards' labels or re-export."
+        )
+    records = tfrecord.read_split(Path(path), len(label_map), multi_label=multi_label, max_length=max_length, require_labels=require_labels)
+    return Split(str(path), [], records.features, records.targets)
 
 
 class TextClassifier:
@@ -171,19 +192,15 @@ class TextClassifier:
     # -- evaluation -----------------------------------------------------
     def read_split(self, path: Union[str, Path], data: Optional[DataConfig] = None, *, require_labels: bool = True) -> Split:
         """Read and tokenize a data file with ``data`` (default: how the training data was read)."""
-        cfg = data or self.data_config(path)
+        cfg = data or self.data_config()
         return read_split(
             path, cfg, self.encoder, self.label_map,
             max_length=self.manifest.max_seq_length, multi_label=self.multi_label, require_labels=require_labels,
         )
 
-    def data_config(self, path: Union[str, Path]) -> DataConfig:
-        """How to read ``path``: as the training data was read, except that a file with a
-        known extension (.csv, .tsv, .jsonl) is read by its extension."""
-        kwargs = _data_kwargs(self.manifest.data)
-        if Path(path).suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson"):
-            kwargs.pop("format", None)
-        return DataConfig(**kwargs)
+    def data_config(self) -> DataConfig:
+        """How the training data was read (columns, header, ...): the default for new files."""
+        return DataConfig(**_data_kwargs(self.manifest.data))
 
     def evaluate_split(self, split: Split, *, show_progress: bool = True) -> dict[str, float]:
         if split.targets is None:

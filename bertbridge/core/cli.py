@@ -5,6 +5,7 @@
     bertbridge train SPEC [--backend B] [--set training.epochs=3 ...] [--output-dir DIR]
     bertbridge evaluate MODEL DATA [--backend B] [--json]
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
+    bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
     bertbridge backends [--json]
     bertbridge spec SPEC [--set ...]            # print the resolved, validated spec
 
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair", action="append", help="second text of a pair, one per --text")
     p.add_argument("--output", help="write JSON lines here instead of standard output")
     p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
+
+    p = sub.add_parser("export-tfrecord", help="tokenize a split of a spec into TFRecord shards")
+    p.add_argument("spec", help="task spec (.yaml, .yml or .json)")
+    p.add_argument("--split", default="train", choices=["train", "validation", "test"])
+    p.add_argument("--out", required=True, help="folder for the shards (one folder per split)")
+    p.add_argument("--shards", type=int, default=1, help="number of files (default 1)")
+    p.add_argument("--fixed-length", action="store_true", help="pad every example to training.max_seq_length")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("backends", help="list backends, their framework versions and availability")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -117,7 +126,7 @@ def _predict(args) -> int:
     else:
         from .readers import read_examples
 
-        examples = read_examples(args.input, clf.data_config(args.input), require_labels=False)
+        examples = read_examples(args.input, clf.data_config(), require_labels=False)
         texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in examples]
         rows = [{"line": e.line, **r} for e, r in zip(examples, clf.predict(texts))]
     try:
@@ -126,6 +135,16 @@ def _predict(args) -> int:
     finally:
         if args.output:
             out.close()
+    return 0
+
+
+def _export_tfrecord(args) -> int:
+    from .api import export_tfrecord
+
+    paths = export_tfrecord(args.spec, args.out, split=args.split, shards=args.shards,
+                            fixed_length=args.fixed_length, overrides=args.overrides)
+    for path in paths:
+        print(path)
     return 0
 
 
@@ -159,7 +178,10 @@ def _spec(args) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "backends": _backends, "spec": _spec}
+_COMMANDS = {
+    "train": _train, "evaluate": _evaluate, "predict": _predict, "export-tfrecord": _export_tfrecord,
+    "backends": _backends, "spec": _spec,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,8 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from .errors import DataError
 from .spec import DataConfig
 
-_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+TEXT_FORMATS = ("csv", "tsv", "jsonl")
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,16 @@ class Example:
 
 
 def infer_format(path: Union[str, Path], declared: Optional[str] = None) -> str:
-    if declared:
-        return declared
-    fmt = _SUFFIX_FORMATS.get(Path(path).suffix.lower())
+    """A folder is TFRecord shards, a known extension names its format, and ``declared``
+    (``data.format``) applies to the rest: FIFOs, ``.txt`` and other extensions."""
+    if Path(path).is_dir():
+        return "tfrecord"
+    fmt = _SUFFIX_FORMATS.get(Path(path).suffix.lower()) or declared
     if fmt is None:
         raise DataError(
             f"{path}: cannot tell the format from the extension {Path(path).suffix or '(none)'!r}. "
-            "Rename it to .csv, .tsv or .jsonl, or set data.format in the spec."
+            "Rename it to .csv, .tsv, .jsonl or .tfrecord, or set data.format in the spec "
+            "(format: tfrecord for a Pipe-mode channel)."
         )
     return fmt
 
@@ -60,6 +64,8 @@ def read_examples(
     """
     path = Path(path)
     fmt = infer_format(path, cfg.format)
+    if fmt not in TEXT_FORMATS:
+        raise DataError(f"{path}: {fmt} files hold tokenized features, not text; give a csv, tsv or jsonl file here.")
     text = _decode(path, cfg.encoding)
     rows = _jsonl_rows(path, text) if fmt == "jsonl" else _table_rows(path, text, fmt, cfg)
     examples = []

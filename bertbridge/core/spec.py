@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from .errors import SpecError
 
 TASK_TYPES = ("text_classification", "question_answering")
-DATA_FORMATS = ("csv", "tsv", "jsonl")
+DATA_FORMATS = ("csv", "tsv", "jsonl", "tfrecord")
 Column = Union[str, int]
 
 
@@ -63,8 +63,10 @@ class TaskConfig:
 class DataConfig:
     """Where the examples are and how to read them.
 
-    Paths are relative to the spec file's folder. ``format`` is inferred from
-    the extension (``.csv``, ``.tsv``, ``.jsonl``) unless given. Columns are
+    Paths are relative to the spec file's folder. A file is read by its extension
+    (``.csv``, ``.tsv``, ``.jsonl``, ``.tfrecord``) and a folder as ``.tfrecord``
+    shards; ``format`` applies to paths without a known extension (``.txt`` files,
+    Pipe-mode FIFOs: ``format: tfrecord``). Columns are
     header names, or 0-based indices when ``header`` is false. Labels come
     from ``labels`` (list), else ``labels_file`` (one per line), else the
     sorted distinct labels of the training file. In csv/tsv, multi-label

@@ -108,6 +108,13 @@ class TextEncoder:
             [np.asarray(e.type_ids, dtype=np.int32) for e in encodings],
         )
 
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the vocabulary and casing (stored with TFRecord exports)."""
+        from .tfrecord import tokenizer_fingerprint
+
+        return tokenizer_fingerprint(self._tokenizer.get_vocab(), self.lowercase)
+
     def tokens(self, text: str) -> list[str]:
         """The word pieces of ``text`` (for display and debugging)."""
         return self._tokenizer.encode(text).tokens
