@@ -11,7 +11,7 @@ Example::
 Importing bertbridge never imports a deep-learning framework.
 """
 
-from .core.api import evaluate, export_tfrecord, list_backends, load, load_spec, train
+from .core.api import evaluate, export, export_tfrecord, list_backends, load, load_spec, train
 from .core.classifier import TextClassifier
 from .core.errors import BertbridgeError
 from .core.spec import TaskSpec
@@ -23,6 +23,7 @@ __all__ = [
     "TaskSpec",
     "TextClassifier",
     "evaluate",
+    "export",
     "export_tfrecord",
     "list_backends",
     "load",

@@ -95,7 +95,7 @@ def test_sentence_pairs(tiny_model_dir, tmp_path):
     clf = bertbridge.train(spec)
     assert clf.manifest.text_pair is True
     assert len(clf.predict([("good film", "bad plot")])) == 1
-    with pytest.raises(bertbridge.BertbridgeError, match=r"input 0: this model takes \(text, text_pair\) pairs"):
+    with pytest.raises(bertbridge.BertbridgeError, match=r"input 0: this model classifies sentence pairs"):
         clf.predict(["single text"])
 
 

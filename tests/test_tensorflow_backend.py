@@ -147,3 +147,80 @@ def test_non_bert_checkpoints_are_refused_clearly(tmp_path, tokenizer_dir):
     setup = ModelSetup(num_labels=2, multi_label=False, id2label={0: "a", 1: "b"}, seed=0)
     with pytest.raises(NotSupportedError, match="model_type 'roberta'; this backend implements BERT encoders"):
         backends().get("tensorflow").create_model(folder, setup)
+
+
+class _Context:
+    def __init__(self, content_type="application/json", accept="application/json"):
+        self.request_content_type = content_type
+        self.accept_header = accept
+
+
+class _Response:
+    def __init__(self, outputs, status_code=200):
+        self.status_code = status_code
+        self.content = json.dumps({"outputs": outputs}).encode()
+
+
+def test_savedmodel_export_and_tf_serving_handlers(tiny_model_dir, toy_data, tmp_path):
+    """A PyTorch-trained model exported as a SavedModel answers like the Python API."""
+    import importlib.util
+    import io
+
+    import tensorflow as tf
+
+    pytest.importorskip("torch")
+    clf = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "pt"), backend="pytorch")
+    version = bertbridge.export(clf.path, "savedmodel", tmp_path / "export")
+    assert version == tmp_path / "export" / "1" and (version / "saved_model.pb").is_file()
+    code = tmp_path / "export" / "code"
+    assert {p.name for p in code.iterdir()} >= {"inference.py", "bertbridge_serving.py", "requirements.txt", "tokenizer.json", "bertbridge.json"}
+
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    feats = clf.encode(TEXTS)
+    from bertbridge.core.batching import collate
+
+    batch = collate(feats, np.arange(len(TEXTS)))
+    out = signature(**{k: tf.constant(v) for k, v in batch.items()})
+    np.testing.assert_allclose(out["logits"].numpy(), clf.logits(feats), atol=1e-4)
+
+    sys.path.insert(0, str(code))
+    try:
+        spec = importlib.util.spec_from_file_location("bb_inference", code / "inference.py")
+        inference = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(inference)
+        request = json.loads(inference.input_handler(io.BytesIO(json.dumps({"inputs": TEXTS}).encode()), _Context()))
+        assert request["signature_name"] == "serving_default"
+        served = signature(**{k: tf.constant(np.array(v, dtype=np.int64)) for k, v in request["inputs"].items()})
+        body, ctype = inference.output_handler(_Response({k: v.numpy().tolist() for k, v in served.items()}), _Context())
+        assert ctype == "application/json"
+        got = json.loads(body)["predictions"]
+        want = clf.predict(TEXTS)
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        for g, w in zip(got, want):
+            assert g["score"] == pytest.approx(w["score"], abs=1e-4)
+        with pytest.raises(ValueError) as info:
+            inference.input_handler(io.BytesIO(b"{oops"), _Context())
+        assert json.loads(str(info.value))["error"]["status"] == 400
+        with pytest.raises(ValueError) as info:
+            inference.input_handler(io.BytesIO(b"a"), _Context(content_type="application/x-www-form-urlencoded"))
+        assert json.loads(str(info.value))["error"]["status"] == 415
+    finally:
+        sys.path.remove(str(code))
+        sys.modules.pop("bertbridge_serving", None)
+
+    from bertbridge.core.errors import ArtifactError, NotSupportedError
+
+    with pytest.raises(ArtifactError, match="version 1 already exists"):
+        bertbridge.export(clf.path, "savedmodel", tmp_path / "export")
+    assert bertbridge.export(clf.path, "savedmodel", tmp_path / "export", version=2).name == "2"
+    with pytest.raises(NotSupportedError, match=r"invalid export format 'onnx'; available: savedmodel \(tensorflow\)"):
+        bertbridge.export(clf.path, "onnx", tmp_path / "x")
+
+
+def test_cli_export_savedmodel(tf_trained, tmp_path, capsys):
+    from bertbridge.core.cli import main
+
+    assert main(["export", str(tf_trained.path), "--format", "savedmodel", "--out", str(tmp_path / "srv"), "--version", "3"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "srv" / "3")
+    assert (tmp_path / "srv" / "3" / "variables").is_dir()
+    assert main(["export", str(tf_trained.path), "--format", "savedmodel", "--out", str(tmp_path / "srv"), "--version", "3"]) == 2

@@ -187,6 +187,36 @@ def export_tfrecord(
     )
 
 
+def export(
+    path: Union[str, os.PathLike],
+    fmt: str,
+    out_dir: Union[str, os.PathLike],
+    *,
+    backend: Optional[str] = None,
+    **options: Any,
+) -> Path:
+    """Export a saved model to a serving format (``savedmodel``, ...). The backend is
+    ``backend`` if given, else the one that trained the model if it writes ``fmt``,
+    else any installed backend that does."""
+    folder = Path(path)
+    manifest = Manifest.read(folder)
+    check_weights(folder)
+    if backend is not None:
+        chosen = select_backend(backend, task=manifest.task)
+    else:
+        writers = [b for b in backends() if fmt in b.exports]
+        writers.sort(key=lambda b: b.name != manifest.backend)
+        if not writers:
+            formats = sorted({f"{f} ({b.name})" for b in backends() for f in b.exports})
+            raise NotSupportedError(f"invalid export format {fmt!r}; available: {', '.join(formats) or 'none'}.")
+        installed = [b for b in writers if b.status().available]
+        chosen = (installed or writers)[0]
+        chosen.ensure_available()
+    if fmt not in chosen.exports:
+        raise NotSupportedError(f"backend {chosen.name!r} cannot export {fmt!r}; it writes: {', '.join(chosen.exports) or 'nothing'}.")
+    return chosen.export(folder, fmt, Path(out_dir), **options)
+
+
 def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_size: int = 64) -> TextClassifier:
     """Open a saved model folder. The backend is ``backend`` if given, else the one that
     trained it; any backend that supports the task can open any backend's artifact."""

@@ -112,6 +112,8 @@ class Backend:
     the version ``bertbridge backends`` shows (e.g. ``tensorflow``, ``tensorflow-cpu``)."""
     tasks: ClassVar[tuple[str, ...]] = ()
     """Task types this backend can train and serve (``text_classification``, ...)."""
+    exports: ClassVar[tuple[str, ...]] = ()
+    """Export formats this backend writes (``savedmodel``, ...); see :meth:`export`."""
 
     # -- availability, decided without importing the framework --------------
     def status(self) -> BackendStatus:
@@ -165,6 +167,12 @@ class Backend:
         """Open a saved artifact's ``config.json`` + ``model.safetensors``. Never unpickles."""
         self.ensure_supports("text_classification")
         raise NotImplementedError(f"{type(self).__name__} lists text_classification but does not implement load_model")
+
+
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options: Any) -> Path:
+        """Write the artifact at ``artifact_dir`` in format ``fmt`` (one of :attr:`exports`)
+        under ``out_dir``; returns the path of what was written."""
+        raise NotSupportedError(f"backend {self.name!r} exports no format ({fmt!r} was asked for).")
 
 
 def _python() -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from . import progress
+from . import progress, serving
 from .artifacts import Manifest, atomic_directory, library_versions, now_iso, write_manifest
 from .backend import InferenceModel
 from .batching import collate, eval_batches
@@ -26,16 +26,6 @@ from .tokenize import Encoded, TextEncoder
 
 TextInput = Union[str, Sequence[str]]
 """A text, or a (text, text_pair) pair for sentence-pair tasks."""
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def mean_loss(logits: np.ndarray, targets: np.ndarray, multi_label: bool) -> float:
@@ -168,7 +158,7 @@ class TextClassifier:
         return out
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        return sigmoid(logits) if self.multi_label else softmax(logits)
+        return serving.probabilities(logits, self.multi_label)
 
     def predict_proba(self, inputs: Union[TextInput, Sequence[TextInput]]) -> np.ndarray:
         """Probabilities (N, K), columns in :attr:`labels` order."""
@@ -182,12 +172,7 @@ class TextClassifier:
         return [self._result(row) for row in probs]
 
     def _result(self, row: np.ndarray) -> dict[str, Any]:
-        probabilities = {label: float(p) for label, p in zip(self.labels, row)}
-        if self.multi_label:
-            chosen = [label for label, p in probabilities.items() if p >= self.manifest.threshold]
-            return {"labels": chosen, "probabilities": probabilities}
-        best = int(np.argmax(row))
-        return {"label": self.labels[best], "score": float(row[best]), "probabilities": probabilities}
+        return serving.prediction(row, self.labels, self.multi_label, self.manifest.threshold)
 
     # -- evaluation -----------------------------------------------------
     def read_split(self, path: Union[str, Path], data: Optional[DataConfig] = None, *, require_labels: bool = True) -> Split:
@@ -252,31 +237,15 @@ def _data_kwargs(saved: dict) -> dict:
 
 
 def _split_inputs(inputs: Any, text_pair: bool) -> tuple[list[str], Optional[list[str]]]:
-    if isinstance(inputs, str):
+    if isinstance(inputs, str) or (text_pair and isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)):
         inputs = [inputs]
-    elif text_pair and isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs):
-        inputs = [inputs]
-    inputs = list(inputs)
-    if not inputs:
+    items = list(inputs)
+    if not items:
         raise DataError("nothing to predict: pass at least one text.")
-    texts: list[str] = []
-    pairs: list[str] = []
-    for i, item in enumerate(inputs):
-        if isinstance(item, str):
-            if text_pair:
-                raise DataError(f"input {i}: this model takes (text, text_pair) pairs; got a single string.")
-            texts.append(_non_empty(item, i))
-        elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item):
-            if not text_pair:
-                raise DataError(f"input {i}: this model takes single texts; got a pair.")
-            texts.append(_non_empty(item[0], i))
-            pairs.append(_non_empty(item[1], i))
-        else:
-            raise DataError(f"input {i}: expected a string{' pair' if text_pair else ''}, got {type(item).__name__} {item!r:.60}.")
-    return texts, (pairs if text_pair else None)
-
-
-def _non_empty(text: str, i: int) -> str:
-    if not text.strip():
-        raise DataError(f"input {i}: the text is empty; give some text to classify.")
-    return text
+    try:
+        normalized = [serving.normalize_input(item, i, text_pair) for i, item in enumerate(items)]
+    except serving.RequestError as exc:
+        raise DataError(exc.message) from None
+    if not text_pair:
+        return list(normalized), None  # type: ignore[arg-type]
+    return [p[0] for p in normalized], [p[1] for p in normalized]

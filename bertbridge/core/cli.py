@@ -5,6 +5,7 @@
     bertbridge train SPEC [--backend B] [--set training.epochs=3 ...] [--output-dir DIR]
     bertbridge evaluate MODEL DATA [--backend B] [--json]
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
+    bertbridge export MODEL --format savedmodel --out DIR [--version 1]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
     bertbridge backends [--json]
     bertbridge spec SPEC [--set ...]            # print the resolved, validated spec
@@ -53,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair", action="append", help="second text of a pair, one per --text")
     p.add_argument("--output", help="write JSON lines here instead of standard output")
     p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
+
+    p = sub.add_parser("export", help="export a trained model for serving (e.g. a TF Serving SavedModel)")
+    p.add_argument("model", help="model folder written by 'bertbridge train'")
+    p.add_argument("--format", required=True, dest="fmt", help="export format, e.g. savedmodel")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--version", type=int, default=1, help="model version sub-folder (savedmodel; default 1)")
+    p.add_argument("--backend", help="backend that writes the export (default: one that supports the format)")
 
     p = sub.add_parser("export-tfrecord", help="tokenize a split of a spec into TFRecord shards")
     p.add_argument("spec", help="task spec (.yaml, .yml or .json)")
@@ -138,6 +146,13 @@ def _predict(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .api import export
+
+    print(export(args.model, args.fmt, args.out, backend=args.backend, version=args.version))
+    return 0
+
+
 def _export_tfrecord(args) -> int:
     from .api import export_tfrecord
 
@@ -179,7 +194,7 @@ def _spec(args) -> int:
 
 
 _COMMANDS = {
-    "train": _train, "evaluate": _evaluate, "predict": _predict, "export-tfrecord": _export_tfrecord,
+    "train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export, "export-tfrecord": _export_tfrecord,
     "backends": _backends, "spec": _spec,
 }
 

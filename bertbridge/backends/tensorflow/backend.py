@@ -19,6 +19,7 @@ class TensorFlowBackend(Backend):
     requires = ("tensorflow",)
     distributions = ("tensorflow", "tensorflow-cpu")
     tasks = ("text_classification",)
+    exports = ("savedmodel",)
 
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
         from .model import TFClassifier
@@ -29,3 +30,8 @@ class TensorFlowBackend(Backend):
         from .model import TFClassifier
 
         return TFClassifier.from_artifact(artifact_dir, setup)
+
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
+        from .export import export_savedmodel
+
+        return export_savedmodel(artifact_dir, out_dir, version=int(options.get("version", 1)))
