@@ -24,6 +24,9 @@ setup(
         "pluggy>=1.3",
         "PyYAML>=6.0",
         "tqdm>=4.60",
+        # bertbridge serve: the SageMaker /ping + /invocations contract
+        "starlette>=0.37",
+        "uvicorn>=0.30",
     ],
     extras_require={
         # install torch first (pip install torch==X) to choose its CPU/CUDA build
@@ -32,7 +35,7 @@ setup(
         # MXNet 1.9 needs numpy<2
         "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2"],
         "sagemaker": ["sagemaker>=3", "boto3"],
-        "dev": ["pytest>=7", "accelerate>=0.26"],
+        "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27"],
     },
     entry_points={
         "console_scripts": ["bertbridge = bertbridge.core.cli:main"],

@@ -5,6 +5,7 @@
     bertbridge train SPEC [--backend B] [--set training.epochs=3 ...] [--output-dir DIR]
     bertbridge evaluate MODEL DATA [--backend B] [--json]
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
+    bertbridge serve MODEL [--host 127.0.0.1] [--port 8080]   # GET /ping, POST /invocations
     bertbridge export MODEL --format savedmodel --out DIR [--version 1]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
     bertbridge backends [--json]
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair", action="append", help="second text of a pair, one per --text")
     p.add_argument("--output", help="write JSON lines here instead of standard output")
     p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
+
+    p = sub.add_parser("serve", help="serve a model over HTTP: GET /ping, POST /invocations")
+    p.add_argument("model", help="model folder written by 'bertbridge train'")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
+    p.add_argument("--max-batch", type=int, default=32, help="inputs predicted together at most (micro-batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--max-body-mb", type=float, default=5.0, help="request size limit (413 above it)")
 
     p = sub.add_parser("export", help="export a trained model for serving (e.g. a TF Serving SavedModel)")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
@@ -146,6 +156,14 @@ def _predict(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .server import ServerConfig, serve
+
+    config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+    serve(args.model, host=args.host, port=args.port, backend=args.backend, config=config)
+    return 0
+
+
 def _export(args) -> int:
     from .api import export
 
@@ -194,7 +212,7 @@ def _spec(args) -> int:
 
 
 _COMMANDS = {
-    "train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export, "export-tfrecord": _export_tfrecord,
+    "train": _train, "evaluate": _evaluate, "predict": _predict, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
     "backends": _backends, "spec": _spec,
 }
 

@@ -67,6 +67,18 @@ def parse_content_type(value: Optional[str]) -> tuple[str, dict[str, str]]:
 
 def parse_request(body: Union[bytes, str], content_type: Optional[str], *, text_pair: bool = False) -> list[Input]:
     """The inputs of a request body; raises :class:`RequestError` for anything malformed."""
+    return normalize_inputs(parse_items(body, content_type), text_pair)
+
+
+def normalize_inputs(items: list, text_pair: bool) -> list[Input]:
+    """Check parsed items against the model: texts, or (text, text_pair) tuples for pair models."""
+    if isinstance(items, list) and text_pair and len(items) == 2 and all(isinstance(x, str) for x in items):
+        items = [items]  # one bare pair
+    return [normalize_input(item, i, text_pair) for i, item in enumerate(items)]
+
+
+def parse_items(body: Union[bytes, str], content_type: Optional[str]) -> list:
+    """Decode and split a request body into items (not yet checked against a model)."""
     mime, params = parse_content_type(content_type)
     if isinstance(body, bytes):
         charset = params.get("charset", "utf-8")
@@ -85,7 +97,7 @@ def parse_request(body: Union[bytes, str], content_type: Optional[str], *, text_
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RequestError(400, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
-        items = _json_items(payload, text_pair)
+        items = _json_items(payload)
     elif mime in JSONLINES:
         items = []
         for n, line in enumerate(text.split("\n"), start=1):
@@ -107,20 +119,18 @@ def parse_request(body: Union[bytes, str], content_type: Optional[str], *, text_
         raise RequestError(400, "no inputs in the request; send at least one text.")
     if len(items) > MAX_INPUTS:
         raise RequestError(413, f"{len(items)} inputs in one request; send at most {MAX_INPUTS}.")
-    return [normalize_input(item, i, text_pair) for i, item in enumerate(items)]
+    return items
 
 
-def _json_items(payload: Any, text_pair: bool) -> list:
+def _json_items(payload: Any) -> list:
     if isinstance(payload, dict):
         for key in ("inputs", "instances"):
             if key in payload:
-                return _json_items(payload[key], text_pair)
+                return _json_items(payload[key])
         return [payload]
     if isinstance(payload, str):
         return [payload]
     if isinstance(payload, list):
-        if text_pair and len(payload) == 2 and all(isinstance(x, str) for x in payload):
-            return [payload]  # one bare pair
         return payload
     raise RequestError(400, f"expected a text, a list of texts or an object with 'inputs', got {type(payload).__name__}.")
 

@@ -1,0 +1,157 @@
+"""bertbridge serve: /ping + /invocations, micro-batching, limits, 4xx errors, graceful shutdown."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from bertbridge.core.server import ServerConfig, create_app  # noqa: E402
+
+
+class FakeModel:
+    """Upper-cases texts; records the size of every predict call."""
+
+    def __init__(self, delay=0.0):
+        self.calls = []
+        self.delay = delay
+
+    def predict(self, inputs):
+        self.calls.append(len(inputs))
+        time.sleep(self.delay)
+        return [{"label": "x", "score": 1.0, "probabilities": {"x": 1.0}, "echo": t.upper()} for t in inputs]
+
+
+@pytest.fixture()
+def client():
+    model = FakeModel()
+    with TestClient(create_app(model.predict, text_pair=False, config=ServerConfig(max_body_bytes=1000))) as c:
+        c.model = model
+        yield c
+
+
+def test_ping_and_invocations(client):
+    assert client.get("/ping").json() == {"status": "ok"}
+    r = client.post("/invocations", content=b'{"inputs": ["a", "b"]}', headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200 and [p["echo"] for p in r.json()["predictions"]] == ["A", "B"]
+    r = client.post("/invocations", content=b"a\nb\n", headers={"content-type": "text/csv", "accept": "application/jsonlines"})
+    assert r.headers["content-type"].startswith("application/jsonlines") and len(r.text.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "body, headers, status",
+    [
+        (b"{bad json", {"content-type": "application/json"}, 400),
+        (b'"x"', {"content-type": "application/xml"}, 415),
+        (b'{"inputs": "  "}', {"content-type": "application/json"}, 400),
+        (b"\xff\xfe\xfa", {"content-type": "application/json"}, 400),
+        (b'"x"', {"content-type": "application/json", "accept": "text/html"}, 406),
+        (b'["' + b"x" * 2000 + b'"]', {"content-type": "application/json"}, 413),
+        (b'[["a", "b"]]', {"content-type": "application/json"}, 400),
+    ],
+)
+def test_client_mistakes_get_4xx_and_the_server_keeps_answering(client, body, headers, status):
+    r = client.post("/invocations", content=body, headers=headers)
+    assert r.status_code == status
+    assert r.json()["error"]["status"] == status
+    assert client.get("/ping").status_code == 200
+    assert client.model.calls == []  # nothing malformed reached the model
+
+
+def test_concurrent_requests_are_micro_batched():
+    model = FakeModel(delay=0.05)
+    with TestClient(create_app(model.predict, text_pair=False, config=ServerConfig(max_batch=64, max_wait_ms=30))) as c:
+        results = {}
+
+        def call(i):
+            results[i] = c.post("/invocations", json={"inputs": [f"t{i}"]}).json()["predictions"][0]["echo"]
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == {i: f"T{i}" for i in range(12)}  # every request got its own answer back
+    assert sum(model.calls) == 12 and len(model.calls) < 12
+
+
+def test_model_failure_is_a_500_for_that_request_only():
+    def predict(inputs):
+        if "boom" in inputs:
+            raise RuntimeError("kaput")
+        return [{"label": "x"} for _ in inputs]
+
+    with TestClient(create_app(predict, text_pair=False, config=ServerConfig(max_wait_ms=0))) as c:
+        assert c.post("/invocations", json="boom").status_code == 500
+        assert c.post("/invocations", json="fine").status_code == 200
+
+
+def test_sagemaker_serving_functions(tiny_model_dir, toy_data, tmp_path):
+    pytest.importorskip("torch")
+    import bertbridge
+    from bertbridge.core import handlers
+    from bertbridge.core.serving import RequestError
+    from conftest import tiny_spec
+
+    path = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)).path
+    model = handlers.model_fn(str(path))
+    data = handlers.input_fn(b'{"inputs": ["the film was good", "dull"]}', "application/json")
+    body, ctype = handlers.output_fn(handlers.predict_fn(data, model), "application/json")
+    assert ctype == "application/json"
+    assert [p["label"] for p in json.loads(body)["predictions"]] == [p["label"] for p in model.predict(["the film was good", "dull"])]
+    with pytest.raises(RequestError):
+        handlers.input_fn(b"", "application/json")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_server_answers_and_shuts_down_gracefully(tiny_model_dir, toy_data, tmp_path):
+    pytest.importorskip("torch")
+    import bertbridge
+    from conftest import tiny_spec
+
+    path = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)).path
+    port = _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "bertbridge")
+    proc = subprocess.Popen([exe, "serve", str(path), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/ping", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.time() < deadline, "server did not come up"
+                time.sleep(0.2)
+        req = urllib.request.Request(base + "/invocations", data=b'["the film was good"]', headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["predictions"][0]["label"] in ("negative", "positive")
+        bad = urllib.request.Request(base + "/invocations", data=b"\xff", headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(bad, timeout=10)
+        assert info.value.code == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert events == ["serving", "stopped"]  # the graceful path ran: batcher drained, then exit
