@@ -26,10 +26,16 @@ class Recorder(TrainableModel):
         return np.zeros((len(batch["input_ids"]), 2), np.float32)
 
     def snapshot(self):
-        return self.weights
+        return {"w": np.array([self.weights])}
 
     def restore(self, snapshot):
-        self.weights = snapshot
+        self.weights = float(snapshot["w"][0])
+
+    def training_state(self):
+        return {"model.w": np.array([self.weights])}
+
+    def load_training_state(self, state):
+        self.weights = float(state["model.w"][0])
 
     def save(self, directory):
         pass

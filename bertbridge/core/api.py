@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from .artifacts import Manifest, check_output_dir, check_weights
@@ -129,6 +131,7 @@ def train(
     result = fit(
         model, train_split.features, train_split.targets, spec.training,
         multi_label=multi, evaluate=evaluate, log=_log, pad_id=encoder.pad_id,
+        fingerprint=_run_fingerprint(spec, chosen.name, train_split),
     )
     metrics = dict(result.final_metrics)
     metrics["train_samples_per_s"] = result.train_samples_per_s
@@ -140,6 +143,26 @@ def train(
     clf.save(target, metrics=metrics)
     clf.training_result = result  # type: ignore[attr-defined]
     return clf
+
+
+def _run_fingerprint(spec: TaskSpec, backend_name: str, train_split: Split) -> str:
+    """Identifies a training run for resuming: the spec's training-relevant fields, the backend
+    and the tokenized training data (not file names or times, which change when SageMaker
+    re-downloads a channel or streams it through a pipe)."""
+    import hashlib
+    import json
+
+    relevant = spec.to_dict()
+    relevant.pop("output_dir", None)
+    for key in ("checkpoint_dir", "checkpoint_interval", "log_interval"):
+        relevant["training"].pop(key, None)
+    for key in ("train", "validation", "test", "labels_file"):
+        relevant["data"].pop(key, None)
+    digest = hashlib.sha256(json.dumps([relevant, backend_name], sort_keys=True).encode("utf-8"))
+    for ids in train_split.features.input_ids:
+        digest.update(ids.tobytes())
+    digest.update(np.ascontiguousarray(train_split.targets).tobytes())
+    return digest.hexdigest()[:24]
 
 
 def export_tfrecord(

@@ -86,12 +86,22 @@ class TrainableModel(InferenceModel):
         zero the gradients."""
 
     @abc.abstractmethod
-    def snapshot(self) -> Any:
-        """An in-memory copy of the weights for :meth:`restore` (best-checkpoint keeping)."""
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """A copy of the weights as named numpy arrays, for :meth:`restore` (best-weights keeping;
+        checkpoints store it too)."""
 
     @abc.abstractmethod
-    def restore(self, snapshot: Any) -> None:
+    def restore(self, snapshot: Mapping[str, np.ndarray]) -> None:
         """Put back weights taken by :meth:`snapshot`."""
+
+    @abc.abstractmethod
+    def training_state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue training exactly: weights, optimizer slots and step
+        count, the framework's dropout RNG, as named numpy arrays (written as safetensors)."""
+
+    @abc.abstractmethod
+    def load_training_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Put back a :meth:`training_state`; the next step continues where it was taken."""
 
 
 class Backend:

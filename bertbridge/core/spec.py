@@ -153,6 +153,9 @@ class TrainingConfig:
     training ends, so the saved model and its recorded metrics are the best seen
     (off: the last weights and the last evaluation's metrics). ``group_by_length``
     batches examples of similar length together (less padding, same examples per epoch).
+    ``checkpoint_dir`` (relative to the spec file) turns on checkpoints every
+    ``checkpoint_interval`` optimizer steps (0: after each epoch); a run that finds a
+    checkpoint of the same spec and data there resumes from it.
     """
 
     epochs: int = 3
@@ -170,12 +173,16 @@ class TrainingConfig:
     log_interval: int = 50
     group_by_length: bool = True
     restore_best: bool = True
+    checkpoint_dir: Optional[str] = None
+    checkpoint_interval: int = 0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def _validate(self, path: str) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "log_interval"):
             if getattr(self, name) < 1:
                 raise SpecError(f"{path}.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.checkpoint_interval < 0:
+            raise SpecError(f"{path}.checkpoint_interval must be >= 0 (0 = after each epoch), got {self.checkpoint_interval}.")
         if self.eval_interval < 0:
             raise SpecError(f"{path}.eval_interval must be >= 0 (0 = end of each epoch), got {self.eval_interval}.")
         if not 8 <= self.max_seq_length <= 8192:
@@ -244,6 +251,7 @@ class TaskSpec:
             p = os.path.expanduser(p)
             return p if os.path.isabs(p) else str((base / p).resolve())
 
+        training = dataclasses.replace(self.training, checkpoint_dir=resolve(self.training.checkpoint_dir))
         data = dataclasses.replace(
             self.data,
             train=resolve(self.data.train),
@@ -255,7 +263,7 @@ class TaskSpec:
         candidate = base / model.name
         if not os.path.isabs(model.name) and (os.sep in model.name or candidate.is_dir()):
             model = dataclasses.replace(model, name=str(candidate.resolve()))
-        return dataclasses.replace(self, data=data, model=model, output_dir=resolve(self.output_dir))
+        return dataclasses.replace(self, data=data, model=model, training=training, output_dir=resolve(self.output_dir))
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 import numpy as np
@@ -65,6 +66,24 @@ class TrainResult:
         return self.train_examples / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
+@dataclass
+class _Loop:
+    """Where the loop is; saved in checkpoints so a resumed run continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    next_group: int = 0
+    epoch_rng: dict = field(default_factory=dict)  # numpy RNG state at the start of ``epoch``
+    seen: int = 0
+    train_seconds: float = 0.0
+    best: Optional[float] = None
+    stale: int = 0
+    last_eval_step: int = -1
+    best_metrics: dict = field(default_factory=dict)
+    final_metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
 def fit(
     model: TrainableModel,
     features: Encoded,
@@ -75,8 +94,16 @@ def fit(
     evaluate: Optional[Callable[[], dict[str, float]]],
     log: LogFn,
     pad_id: int = 0,
+    fingerprint: str = "",
 ) -> TrainResult:
-    """Fine-tune ``model`` for ``cfg.epochs`` epochs; ``evaluate`` (if any) returns validation metrics."""
+    """Fine-tune ``model`` for ``cfg.epochs`` epochs; ``evaluate`` (if any) returns validation metrics.
+
+    With ``cfg.checkpoint_dir`` set, a checkpoint is written every ``cfg.checkpoint_interval``
+    optimizer steps (0: after each epoch), and a run that finds one there (from the same
+    ``fingerprint``) resumes from it: same batches, same RNG streams, same result.
+    """
+    from . import checkpoints
+
     metric = monitor_metric(cfg, multi_label, evaluate is not None)
     minimize = metric in MINIMIZED
     patience = cfg.early_stopping.patience
@@ -88,41 +115,55 @@ def fit(
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(round(total_steps * cfg.warmup_ratio))
 
-    step, seen, train_seconds = 0, 0, 0.0
-    best: Optional[float] = None
-    best_snapshot = None
-    stale = 0
-    stopped = False
+    loop = _Loop(epoch_rng=rng.bit_generator.state)
+    best_snapshot: Optional[dict] = None
+    resumed_from = checkpoints.latest(Path(cfg.checkpoint_dir)) if cfg.checkpoint_dir else None
+    if resumed_from is not None:
+        arrays, saved = checkpoints.load(resumed_from)
+        checkpoints.check_fingerprint(resumed_from, saved, fingerprint)
+        model.load_training_state({k: v for k, v in arrays.items() if not k.startswith("best.")})
+        best_arrays = {k[len("best."):]: v for k, v in arrays.items() if k.startswith("best.")}
+        best_snapshot = best_arrays or None
+        loop = _Loop(**{k: v for k, v in saved.items() if k in _Loop.__dataclass_fields__})
+        log({"resumed_from_step": loop.step}, "train", loop.step, loop.step / steps_per_epoch)
     result = TrainResult(0, 0.0, 0.0, 0, False)
+    stopped = False
     window_loss, window_examples, window_seconds = 0.0, 0, 0.0
-
-    last_eval_step = -1
 
     def run_eval() -> bool:
         """Evaluate, log, track the best; True when early stopping fires."""
-        nonlocal best, best_snapshot, stale, last_eval_step
-        last_eval_step = step
+        nonlocal best_snapshot
+        loop.last_eval_step = loop.step
         metrics = evaluate()  # type: ignore[misc]
-        result.final_metrics = dict(metrics)
-        epoch_now = step / steps_per_epoch
-        log({f"eval_{k}": v for k, v in metrics.items()}, "eval", step, epoch_now)
-        result.history.append({"step": step, "epoch": epoch_now, **metrics})
+        loop.final_metrics = dict(metrics)
+        epoch_now = loop.step / steps_per_epoch
+        log({f"eval_{k}": v for k, v in metrics.items()}, "eval", loop.step, epoch_now)
+        loop.history.append({"step": loop.step, "epoch": epoch_now, **metrics})
         value = metrics[metric]
-        improved = best is None or (value < best - cfg.early_stopping.min_delta if minimize else value > best + cfg.early_stopping.min_delta)
-        if improved:
-            best, stale = value, 0
-            result.best_metrics = dict(metrics)
+        delta = cfg.early_stopping.min_delta
+        if loop.best is None or (value < loop.best - delta if minimize else value > loop.best + delta):
+            loop.best, loop.stale = value, 0
+            loop.best_metrics = dict(metrics)
             if keep_best:
                 best_snapshot = model.snapshot()
             return False
-        stale += 1
-        return bool(patience) and stale >= patience
+        loop.stale += 1
+        return bool(patience) and loop.stale >= patience
+
+    def checkpoint() -> None:
+        arrays = model.training_state()
+        if best_snapshot is not None:
+            arrays.update({f"best.{k}": v for k, v in best_snapshot.items()})
+        state = {**loop.__dict__, "fingerprint": fingerprint}
+        checkpoints.save(Path(cfg.checkpoint_dir), loop.step, arrays, state)  # type: ignore[arg-type]
 
     bar = progress.bar(total_steps, "training", unit="step")
+    bar.update(loop.step)
     try:
-        for epoch in range(cfg.epochs):
+        while loop.epoch < cfg.epochs and not stopped:
+            rng.bit_generator.state = loop.epoch_rng
             batches = train_batches(features.lengths, cfg.batch_size, rng, cfg.group_by_length)
-            for start in range(0, len(batches), accum):
+            for start in range(loop.next_group, len(batches), accum):
                 tick = time.perf_counter()
                 group = batches[start : start + accum]
                 group_size = sum(len(b) for b in group)
@@ -130,43 +171,48 @@ def fit(
                     batch = collate(features, index, targets, pad_id)
                     loss = model.accumulate(batch, len(index) / group_size)
                     window_loss += loss * len(index)
-                model.step(linear_schedule(step, total_steps, warmup, cfg.learning_rate))
-                step += 1
-                seen += group_size
+                model.step(linear_schedule(loop.step, total_steps, warmup, cfg.learning_rate))
+                loop.step += 1
+                loop.next_group = start + accum
+                loop.seen += group_size
                 window_examples += group_size
                 elapsed = time.perf_counter() - tick
-                train_seconds += elapsed
+                loop.train_seconds += elapsed
                 window_seconds += elapsed
                 bar.update(1)
-                if step % cfg.log_interval == 0 or step == total_steps:
+                if loop.step % cfg.log_interval == 0 or loop.step == total_steps:
                     log(
                         {
                             "train_loss": window_loss / max(1, window_examples),
-                            "learning_rate": linear_schedule(step, total_steps, warmup, cfg.learning_rate),
+                            "learning_rate": linear_schedule(loop.step, total_steps, warmup, cfg.learning_rate),
                             "train_samples_per_s": window_examples / window_seconds if window_seconds > 0 else 0.0,
                         },
                         "train",
-                        step,
-                        step / steps_per_epoch,
+                        loop.step,
+                        loop.step / steps_per_epoch,
                     )
                     window_loss, window_examples, window_seconds = 0.0, 0, 0.0
-                if evaluate is not None and cfg.eval_interval and step % cfg.eval_interval == 0:
-                    if run_eval():
-                        stopped = True
-                        break
+                if evaluate is not None and cfg.eval_interval and loop.step % cfg.eval_interval == 0:
+                    stopped = run_eval()
+                if stopped:
+                    break
+                if cfg.checkpoint_dir and cfg.checkpoint_interval and loop.step % cfg.checkpoint_interval == 0:
+                    checkpoint()
             if stopped:
                 break
             if evaluate is not None and not cfg.eval_interval:
-                if run_eval():
-                    stopped = True
-                    break
-        if evaluate is not None and last_eval_step != step:
+                stopped = run_eval()
+            loop.epoch, loop.next_group, loop.epoch_rng = loop.epoch + 1, 0, rng.bit_generator.state
+            if cfg.checkpoint_dir and not cfg.checkpoint_interval and not stopped:
+                checkpoint()
+        if evaluate is not None and loop.last_eval_step != loop.step:
             run_eval()  # the last steps were not evaluated (eval_interval does not divide them)
     finally:
         bar.close()
+    result.best_metrics, result.final_metrics, result.history = loop.best_metrics, loop.final_metrics, loop.history
     if keep_best and best_snapshot is not None:
         model.restore(best_snapshot)
-        result.final_metrics = dict(result.best_metrics)
-    result.steps, result.epochs = step, step / steps_per_epoch
-    result.train_seconds, result.train_examples, result.stopped_early = train_seconds, seen, stopped
+        result.final_metrics = dict(loop.best_metrics)
+    result.steps, result.epochs = loop.step, loop.step / steps_per_epoch
+    result.train_seconds, result.train_examples, result.stopped_early = loop.train_seconds, loop.seen, stopped
     return result

@@ -147,11 +147,36 @@ class TorchClassifier(TrainableModel):
         ]
         return torch.optim.AdamW(groups, lr=0.0)
 
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
 
-    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(snapshot)
+    def restore(self, snapshot) -> None:
+        self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in snapshot.items()})
+
+    def training_state(self) -> dict[str, np.ndarray]:
+        state = {f"model.{k}": v for k, v in self.snapshot().items()}
+        if self._optimizer is not None:
+            for name, param in self.model.named_parameters():
+                slots = self._optimizer.state.get(param)
+                if slots:
+                    state[f"adamw.{name}.exp_avg"] = slots["exp_avg"].cpu().numpy().copy()
+                    state[f"adamw.{name}.exp_avg_sq"] = slots["exp_avg_sq"].cpu().numpy().copy()
+                    state[f"adamw.{name}.step"] = np.array([float(slots["step"])], dtype=np.float32)
+        state["rng.torch"] = torch.get_rng_state().numpy().copy()
+        return state
+
+    def load_training_state(self, state) -> None:
+        self.restore({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        if any(k.startswith("adamw.") for k in state):
+            self._optimizer = self._make_optimizer()
+            for name, param in self.model.named_parameters():
+                if f"adamw.{name}.exp_avg" in state:
+                    self._optimizer.state[param] = {
+                        "step": torch.tensor(float(state[f"adamw.{name}.step"][0])),
+                        "exp_avg": torch.from_numpy(np.array(state[f"adamw.{name}.exp_avg"])).to(self.device),
+                        "exp_avg_sq": torch.from_numpy(np.array(state[f"adamw.{name}.exp_avg_sq"])).to(self.device),
+                    }
+        torch.set_rng_state(torch.from_numpy(np.array(state["rng.torch"], dtype=np.uint8)))
 
     def save(self, directory: Path) -> None:
         self.model.save_pretrained(directory, safe_serialization=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of training logs
@@ -110,11 +108,32 @@ class TFClassifier(TrainableModel):
     def step(self, learning_rate: float) -> None:
         self._step_fn(np.float32(learning_rate))
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> dict[str, np.ndarray]:
         return self.module.state()
 
-    def restore(self, snapshot: Any) -> None:
+    def restore(self, snapshot) -> None:
         self.module.assign(snapshot)
+
+    def training_state(self) -> dict[str, np.ndarray]:
+        state = {f"model.{k}": v for k, v in self.module.state().items()}
+        if self._ready:
+            for name, m, v in zip(self.module.weights, self._m, self._v):
+                state[f"adamw.{name}.exp_avg"] = m.numpy()
+                state[f"adamw.{name}.exp_avg_sq"] = v.numpy()
+            state["adamw.t"] = np.array([self._t.numpy()], dtype=np.float32)
+        state["rng.tf"] = self.module._rng.state.numpy()
+        return state
+
+    def load_training_state(self, state) -> None:
+        self.restore({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        if "adamw.t" in state:
+            if not self._ready:
+                self._build_slots()
+            for name, m, v in zip(self.module.weights, self._m, self._v):
+                m.assign(state[f"adamw.{name}.exp_avg"])
+                v.assign(state[f"adamw.{name}.exp_avg_sq"])
+            self._t.assign(float(state["adamw.t"][0]))
+        self.module._rng.state.assign(state["rng.tf"])
 
     def save(self, directory: Path) -> None:
         save_state(directory, self.config, self.module.state())
