@@ -11,7 +11,7 @@ Example::
 Importing bertbridge never imports a deep-learning framework.
 """
 
-from .core.api import evaluate, export, export_tfrecord, list_backends, load, load_spec, train
+from .core.api import evaluate, export, export_tfrecord, list_backends, load, load_spec, run_local, train
 from .core.classifier import TextClassifier
 from .core.errors import BertbridgeError
 from .core.spec import TaskSpec
@@ -28,6 +28,7 @@ __all__ = [
     "list_backends",
     "load",
     "load_spec",
+    "run_local",
     "train",
     "__version__",
 ]

@@ -265,6 +265,14 @@ def evaluate(path: Union[str, os.PathLike], data: Union[str, os.PathLike], *, ba
     return load(path, backend=backend).evaluate(data)
 
 
+def run_local(spec: SpecLike, **kwargs: Any):
+    """Run the spec as a SageMaker script-mode job on this machine; see
+    :func:`bertbridge.core.local_runner.run_local` (returns a ``LocalRun``)."""
+    from .local_runner import run_local as _run
+
+    return _run(spec, **kwargs)
+
+
 def list_backends():
     """Status of every registered backend (name, available, version, detail), sorted by name."""
     return [b.status() for b in backends()]

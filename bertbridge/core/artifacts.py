@@ -167,7 +167,9 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     try:
         yield staging
         _finalize_tree(staging)
-        if target.exists():
+        if os.path.ismount(target):
+            _fill_mount_point(staging, target)
+        elif target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(target, old)
             try:
@@ -181,6 +183,21 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _fill_mount_point(staging: Path, target: Path) -> None:
+    """A mount point (a container's /opt/ml/model, say) cannot be renamed over: replace its
+    entries one by one, the manifest last, so a reader never sees a manifest without weights."""
+    for old in target.iterdir():
+        if old.name not in {p.name for p in staging.iterdir()}:
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    entries = sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST_NAME)
+    for entry in entries:
+        dest = target / entry.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(entry, dest)
+    staging.rmdir()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

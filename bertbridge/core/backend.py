@@ -124,6 +124,32 @@ class Backend:
     """Task types this backend can train and serve (``text_classification``, ...)."""
     exports: ClassVar[tuple[str, ...]] = ()
     """Export formats this backend writes (``savedmodel``, ...); see :meth:`export`."""
+    entry_point: ClassVar[str] = "sagemaker_entry.py"
+    """The SageMaker script-mode entry point, a file in the backend's package."""
+
+    def entry_point_path(self) -> Path:
+        """The script-mode entry point file (what a training job runs)."""
+        import sys
+
+        return Path(sys.modules[type(self).__module__].__file__).parent / self.entry_point  # type: ignore[arg-type]
+
+    def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
+        """Lay out ``out_dir`` as this framework's serving container expects inside
+        ``model.tar.gz``. Default (PyTorch/MXNet inference toolkits): the model folder at the
+        root and ``code/inference.py`` pointing at :mod:`bertbridge.core.handlers`."""
+        import shutil
+
+        for item in Path(artifact_dir).iterdir():
+            if item.is_file():
+                shutil.copy2(item, out_dir / item.name)
+        code = out_dir / "code"
+        code.mkdir(exist_ok=True)
+        (code / "inference.py").write_text(
+            '"""SageMaker inference-toolkit entry: bertbridge\'s serving functions (any backend)."""\n'
+            "from bertbridge.core.handlers import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n",
+            encoding="utf-8",
+        )
+        (code / "requirements.txt").write_text(f"bertbridge[{self.extra}]\n", encoding="utf-8")
 
     # -- availability, decided without importing the framework --------------
     def status(self) -> BackendStatus:

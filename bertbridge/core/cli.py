@@ -5,6 +5,7 @@
     bertbridge train SPEC [--backend B] [--set training.epochs=3 ...] [--output-dir DIR]
     bertbridge evaluate MODEL DATA [--backend B] [--json]
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
+    bertbridge run-local SPEC [--backend B] [--base-dir DIR] [--input-mode File|Pipe] [--python PY]
     bertbridge serve MODEL [--host 127.0.0.1] [--port 8080]   # GET /ping, POST /invocations
     bertbridge export MODEL --format savedmodel --out DIR [--version 1]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
@@ -55,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair", action="append", help="second text of a pair, one per --text")
     p.add_argument("--output", help="write JSON lines here instead of standard output")
     p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
+
+    p = sub.add_parser("run-local", help="run a spec as a SageMaker script-mode job on this machine")
+    p.add_argument("spec", help="task spec (.yaml, .yml or .json)")
+    p.add_argument("--backend", help="framework backend (overrides the spec and $BERTBRIDGE_BACKEND)")
+    p.add_argument("--base-dir", help="folder for the /opt/ml tree (default: a new temporary folder); reuse it to resume")
+    p.add_argument("--python", help="Python interpreter to run the job with (e.g. another virtual environment)")
+    p.add_argument("--input-mode", default="File", choices=["File", "Pipe"], help="how the train channel is delivered")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to the job as hyperparameters (spec overrides)")
 
     p = sub.add_parser("serve", help="serve a model over HTTP: GET /ping, POST /invocations")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
@@ -156,6 +166,18 @@ def _predict(args) -> int:
     return 0
 
 
+def _run_local(args) -> int:
+    from .local_runner import run_local
+
+    run = run_local(args.spec, backend=args.backend, base_dir=args.base_dir, python=args.python,
+                    input_mode=args.input_mode, overrides=args.overrides)
+    print(json.dumps({"base_dir": str(run.base), "returncode": run.returncode,
+                      "model_tar": str(run.model_tar) if run.model_tar else None}))
+    if run.returncode != 0:
+        print(f"bertbridge run-local: the job failed: {run.failure or 'see its output above'}", file=sys.stderr)
+    return 0 if run.returncode == 0 else 1
+
+
 def _serve(args) -> int:
     from .server import ServerConfig, serve
 
@@ -212,7 +234,7 @@ def _spec(args) -> int:
 
 
 _COMMANDS = {
-    "train": _train, "evaluate": _evaluate, "predict": _predict, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
+    "train": _train, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
     "backends": _backends, "spec": _spec,
 }
 

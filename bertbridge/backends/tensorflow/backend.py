@@ -31,6 +31,15 @@ class TensorFlowBackend(Backend):
 
         return TFClassifier.from_artifact(artifact_dir, setup)
 
+    def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
+        """TF Serving layout (``1/`` SavedModel + ``code/`` handlers), plus the model folder's
+        files at the root so ``bertbridge serve`` answers from the same tarball."""
+        super().package_for_serving(artifact_dir, out_dir)
+        import shutil
+
+        shutil.rmtree(out_dir / "code")
+        self.export(artifact_dir, "savedmodel", out_dir, version=1)
+
     def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
         from .export import export_savedmodel
 

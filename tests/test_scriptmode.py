@@ -1,0 +1,151 @@
+"""SageMaker script mode and the local runner: environment, channels, failure file, tarballs, resume after kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pytest
+
+import bertbridge
+from bertbridge.core.errors import SpecError
+from bertbridge.core.scriptmode import Environment, build_spec, decode_value, parse_argv
+from conftest import tiny_spec, toy_sentences, write_tsv
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("3", 3), ('"3"', 3), ("2e-5", 2e-5), ("True", True), ("false", False), ('["a", "b"]', ["a", "b"]),
+     ('"[\\"a\\"]"', ["a"]), ("minilm", "minilm"), ('"minilm"', "minilm"), (7, 7)],
+)
+def test_hyperparameter_values_decode_tolerantly(raw, expected):
+    assert decode_value(raw) == expected
+
+
+def test_argv_pairs():
+    assert parse_argv(["--training.epochs", "3", "--backend=tensorflow", "--training.mixed_precision"]) == {
+        "training.epochs": "3", "backend": "tensorflow", "training.mixed_precision": "true"}
+    with pytest.raises(SpecError, match="passed as --key value"):
+        parse_argv(["stray"])
+
+
+def _sm_tree(tmp_path, spec: dict, hps: dict, channels: dict, modes=None):
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hps))
+    (config / "inputdataconfig.json").write_text(json.dumps({k: {"TrainingInputMode": (modes or {}).get(k, "File")} for k in channels}))
+    env = {"SM_MODEL_DIR": str(tmp_path / "model"), "SM_INPUT_DIR": str(tmp_path / "input")}
+    for name, files in channels.items():
+        folder = tmp_path / "input" / "data" / name
+        folder.mkdir(parents=True)
+        for fname, text in files.items():
+            (folder / fname).write_text(text)
+        env[f"SM_CHANNEL_{name.upper()}"] = str(folder)
+    (tmp_path / "input" / "data" / "spec" / "spec.json").write_text(json.dumps(spec)) if "spec" in channels else None
+    return env
+
+
+def test_environment_and_spec_from_channels_and_hyperparameters(tmp_path):
+    env = _sm_tree(
+        tmp_path, {"training": {"epochs": 5}},
+        {"training.epochs": '"2"', "backend": "tensorflow", "sagemaker_program": "entry.py"},
+        {"spec": {}, "train": {"t.tsv": "text\tlabel\na\tx\n"}, "validation": {"d.tsv": "text\tlabel\n"}, "extra": {"x": ""}},
+    )
+    env["SM_HPS"] = json.dumps({"training.seed": 5})
+    sm = Environment.from_env(["--training.batch_size", "4"], env)
+    spec = build_spec(sm)
+    assert (spec.training.epochs, spec.training.seed, spec.training.batch_size) == (2, 5, 4)
+    assert sm.hyperparameters["backend"] == "tensorflow"
+    assert spec.data.train == str(tmp_path / "input" / "data" / "train" / "t.tsv")
+    assert spec.output_dir == str(tmp_path / "model")
+    assert spec.training.checkpoint_dir == str(tmp_path / "checkpoints")
+
+
+def test_pipe_mode_channel_is_its_fifo(tmp_path):
+    env = _sm_tree(tmp_path, {}, {}, {"spec": {}, "train": {}}, modes={"train": "Pipe"})
+    spec = build_spec(Environment.from_env([], env))
+    assert spec.data.train == str(tmp_path / "input" / "data" / "train_0") and spec.data.format == "tfrecord"
+
+
+@pytest.mark.parametrize(
+    "hps, channels, message",
+    [
+        ({"epochs": "3"}, {"spec": {}, "train": {"t.tsv": ""}}, "hyperparameter 'epochs' is not a spec field: use dotted keys"),
+        ({}, {"train": {"t.tsv": ""}}, "no 'spec' channel"),
+        ({}, {"spec": {}, "train": {"a.tsv": "", "b.tsv": ""}}, r"channel 'train' .* must hold one data file or \.tfrecord shards; it holds a\.tsv, b\.tsv"),
+        ({}, {"spec": {}}, "no 'train' channel"),
+    ],
+)
+def test_job_mistakes_are_explained(tmp_path, hps, channels, message):
+    env = _sm_tree(tmp_path, {}, hps, channels)
+    with pytest.raises(SpecError, match=message):
+        build_spec(Environment.from_env([], env))
+
+
+@pytest.fixture()
+def spec_file(tiny_model_dir, toy_data, tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(tiny_spec(tiny_model_dir, toy_data, tmp_path / "unused")))
+    return path
+
+
+def test_run_local_pytorch_file_mode_packs_a_servable_tarball(spec_file, tmp_path):
+    pytest.importorskip("torch")
+    run = bertbridge.run_local(spec_file, backend="pytorch", base_dir=tmp_path / "job", stream_output=False)
+    assert run.returncode == 0 and run.failure is None
+    with tarfile.open(run.model_tar) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "served", filter="data")
+    assert {"bertbridge.json", "model.safetensors", "code/inference.py"} <= set(names)
+    metrics = json.loads((tmp_path / "job" / "output" / "data" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9
+    texts = ["the film was good", "dull plot"]
+    assert bertbridge.load(tmp_path / "served").predict(texts) == bertbridge.load(run.model_dir).predict(texts)
+    from bertbridge.core import handlers  # what code/inference.py exposes to the PyTorch container
+
+    model = handlers.model_fn(str(tmp_path / "served"))
+    body, _ = handlers.output_fn(handlers.predict_fn(handlers.input_fn(json.dumps(texts), "application/json"), model), None)
+    assert [p["label"] for p in json.loads(body)["predictions"]] == ["positive", "negative"]
+
+
+def test_run_local_tensorflow_pipe_mode(spec_file, tmp_path):
+    pytest.importorskip("tensorflow")
+    run = bertbridge.run_local(spec_file, backend="tensorflow", base_dir=tmp_path / "job", input_mode="Pipe", stream_output=False)
+    assert run.returncode == 0, run.failure
+    with tarfile.open(run.model_tar) as tar:
+        names = set(tar.getnames())
+    assert {"1/saved_model.pb", "code/inference.py", "code/bertbridge_serving.py", "bertbridge.json"} <= names
+    assert json.loads((run.model_dir / "bertbridge.json").read_text())["backend"] == "tensorflow"
+
+
+def test_failed_job_writes_the_failure_file(spec_file, tmp_path):
+    run = bertbridge.run_local(spec_file, base_dir=tmp_path / "job", overrides=["training.epohcs=2"], stream_output=False)
+    assert run.returncode == 2 and run.model_tar is None
+    assert run.failure.startswith("SpecError: ") and "training.epohcs is not a known field" in run.failure.splitlines()[0]
+
+
+def test_killed_job_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
+    pytest.importorskip("torch")
+    train = write_tsv(tmp_path / "t.tsv", toy_sentences(480, 1))
+    spec = tiny_spec(tiny_model_dir, {"train": str(train)}, tmp_path / "unused", epochs=20, checkpoint_interval=10)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    base = tmp_path / "job"
+    command = [os.path.join(os.path.dirname(sys.executable), "bertbridge"), "run-local", str(tmp_path / "spec.json"), "--base-dir", str(base)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((base / "checkpoints").glob("checkpoint-*")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the job ended"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and the job, as a spot interruption would
+    proc.wait(timeout=30)
+    killed_at = int(sorted((base / "checkpoints").glob("checkpoint-*"))[-1].name.split("-")[1])
+    assert killed_at < 1200 and not (base / "output" / "model.tar.gz").exists()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    resumed = [line for line in done.stdout.splitlines() if line.startswith("resumed_from_step=")]
+    assert resumed and int(resumed[0].split("=")[1].split()[0]) >= killed_at
+    assert (base / "output" / "model.tar.gz").is_file()
