@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .errors import BertbridgeError, SpecError
+from .jsonfiles import read_json_object
 
 DATA_CHANNELS = ("train", "validation", "test")
 SPEC_CHANNEL = "spec"
@@ -84,13 +85,7 @@ class Environment:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid JSON ({exc}).") from None
-    return data if isinstance(data, dict) else {}
+    return read_json_object(path, SpecError, "fix or remove that SageMaker config file.")
 
 
 def _loads_dict(text: Optional[str], name: str) -> dict:

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import ModelNotFoundError, SpecError
+from .jsonfiles import read_json_object
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -129,13 +130,7 @@ class TextEncoder:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelNotFoundError(f"{path}: not valid JSON ({exc}); the model folder is damaged.") from None
-    return data if isinstance(data, dict) else {}
+    return read_json_object(path, ModelNotFoundError, "the model folder is damaged.")
 
 
 def _normalizer_lowercases(tokenizer) -> bool:
