@@ -101,3 +101,12 @@ def _setup():
     from bertbridge.core.backend import ModelSetup
 
     return ModelSetup(num_labels=2, multi_label=False, id2label={0: "negative", 1: "positive"}, seed=7)
+
+
+def test_other_tools_checkpoint_folders_are_left_alone(tmp_path):
+    foreign = tmp_path / "checkpoint-500"
+    foreign.mkdir()
+    (foreign / "optimizer.pt").write_bytes(b"someone else's")
+    checkpoints.save(tmp_path, 1, {"w": np.zeros(1)}, {"step": 1})
+    checkpoints.save(tmp_path, 2, {"w": np.zeros(1)}, {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-500"]

@@ -68,7 +68,7 @@ def test_environment_and_spec_from_channels_and_hyperparameters(tmp_path):
 def test_pipe_mode_channel_is_its_fifo(tmp_path):
     env = _sm_tree(tmp_path, {}, {}, {"spec": {}, "train": {}}, modes={"train": "Pipe"})
     spec = build_spec(Environment.from_env([], env))
-    assert spec.data.train == str(tmp_path / "input" / "data" / "train_0") and spec.data.format == "tfrecord"
+    assert spec.data.train == str(tmp_path / "input" / "data" / "train_0") and spec.data.format is None
 
 
 @pytest.mark.parametrize(
@@ -122,10 +122,29 @@ def test_run_local_tensorflow_pipe_mode(spec_file, tmp_path):
     assert json.loads((run.model_dir / "bertbridge.json").read_text())["backend"] == "tensorflow"
 
 
-def test_failed_job_writes_the_failure_file(spec_file, tmp_path):
-    run = bertbridge.run_local(spec_file, base_dir=tmp_path / "job", overrides=["training.epohcs=2"], stream_output=False)
+def test_failed_job_writes_the_failure_file(tiny_model_dir, tmp_path):
+    train = write_tsv(tmp_path / "t.tsv", toy_sentences(16))
+    dev = write_tsv(tmp_path / "d.tsv", [("fine film", "positive"), ("meh", "neutral")])
+    (tmp_path / "spec.json").write_text(json.dumps(tiny_spec(tiny_model_dir, {"train": str(train), "validation": str(dev)}, tmp_path / "u")))
+    run = bertbridge.run_local(tmp_path / "spec.json", base_dir=tmp_path / "job", stream_output=False)
     assert run.returncode == 2 and run.model_tar is None
-    assert run.failure.startswith("SpecError: ") and "training.epohcs is not a known field" in run.failure.splitlines()[0]
+    first = run.failure.splitlines()[0]
+    assert first.startswith("DataError: ") and "line 3: label 'neutral' is not one of the task's labels" in first
+    with pytest.raises(SpecError, match="training.epohcs is not a known field"):  # caught before any job starts
+        bertbridge.run_local(tmp_path / "spec.json", base_dir=tmp_path / "job2", overrides=["training.epohcs=2"])
+
+
+def test_run_local_uses_current_data_and_overrides(spec_file, tmp_path):
+    pytest.importorskip("torch")
+    spec = json.loads(spec_file.read_text())
+    bertbridge.run_local(spec_file, base_dir=tmp_path / "job", overrides=["training.epochs=1"], stream_output=False)
+    shorter = write_tsv(tmp_path / "short.tsv", toy_sentences(24, 5))
+    spec["data"]["train"] = str(shorter)
+    spec_file.write_text(json.dumps(spec))
+    run = bertbridge.run_local(spec_file, base_dir=tmp_path / "job", overrides=["training.epochs=1"], stream_output=False)
+    assert [p.name for p in (tmp_path / "job" / "input" / "data" / "train").iterdir()] == ["short.tsv"]  # not the stale copy
+    # the job saw the new data, so the old run's checkpoint is not resumed into it
+    assert run.returncode == 2 and "belongs to a run with a different spec or data" in run.failure
 
 
 def test_killed_job_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):

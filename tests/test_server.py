@@ -155,3 +155,28 @@ def test_real_server_answers_and_shuts_down_gracefully(tiny_model_dir, toy_data,
     assert proc.returncode in (0, -signal.SIGTERM), err
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert events == ["serving", "stopped"]  # the graceful path ran: batcher drained, then exit
+
+
+def test_one_bad_request_does_not_fail_its_batch_neighbours():
+    from bertbridge.core.errors import DataError
+
+    def predict(inputs):
+        if "bad one" in inputs:
+            raise DataError("input 'bad one' is not acceptable")
+        time.sleep(0.05)
+        return [{"label": t} for t in inputs]
+
+    with TestClient(create_app(predict, text_pair=False, config=ServerConfig(max_wait_ms=50))) as c:
+        results = {}
+
+        def call(text):
+            results[text] = c.post("/invocations", json=[text])
+
+        threads = [threading.Thread(target=call, args=(t,)) for t in ("good one", "bad one", "also good")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results["good one"].status_code == 200 and results["also good"].status_code == 200
+    assert results["bad one"].status_code == 400 and "bad one" in results["bad one"].json()["error"]["message"]
+    assert "bad one" not in results["good one"].text

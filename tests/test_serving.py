@@ -77,6 +77,15 @@ def test_responses_and_accept():
     with pytest.raises(RequestError) as info:
         format_response(preds, "text/html")
     assert info.value.status == 406
+    assert format_response(preds, "application/json, text/plain, */*")[1] == "application/json"  # what browsers send
+    assert format_response(preds, "text/html, application/jsonlines;q=0.9")[1] == "application/jsonlines"
+    assert format_response(preds, "application/json;q=0, application/jsonlines")[1] == "application/jsonlines"
+
+
+def test_deeply_nested_json_is_a_400():
+    with pytest.raises(RequestError) as info:
+        parse_request(("[" * 200000 + "]" * 200000).encode(), "application/json")
+    assert info.value.status == 400 and "nested too deeply" in info.value.message
 
 
 def test_multi_label_prediction_and_probabilities():

@@ -179,3 +179,31 @@ def test_text_readers_refuse_tfrecord_files(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(DataError, match="tfrecord files hold tokenized features, not text"):
         read_examples(path, DataConfig())
+
+
+def test_non_int64_features_are_reported_not_read_as_empty(tmp_path):
+    # a hand-built Example whose 'label' is a float_list (Feature field 2 -> FloatList field 1, packed floats)
+    float_list = tfrecord._field(2, tfrecord._field(1, b"\x00\x00\x80\x3f"))
+    entry = tfrecord._field(1, tfrecord._field(1, b"label") + tfrecord._field(2, float_list))
+    with pytest.raises(ValueError, match="feature 'label' is a float_list"):
+        tfrecord.decode_example(tfrecord._field(1, entry))
+
+
+def test_shards_with_ids_outside_the_vocabulary_are_refused(exported, tmp_path):
+    spec, _, _ = exported
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    record = {"input_ids": [2, 99999, 3], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 0], "label": [1]}
+    tfrecord.write_records(bad / "train-00000-of-00001.tfrecord", [tfrecord.encode_example(record)] * 2)
+    with pytest.raises(DataError, match="token id 99999, outside this model's vocabulary"):
+        bertbridge.train({**spec, "data": {**spec["data"], "train": str(bad)}})
+
+
+def test_pipe_mode_without_listed_labels(tiny_model_dir, toy_data, tmp_path):
+    pytest.importorskip("torch")
+    spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "u", epochs=1)
+    del spec["data"]["labels"]
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run = bertbridge.run_local(tmp_path / "spec.json", base_dir=tmp_path / "job", input_mode="Pipe", stream_output=False)
+    assert run.returncode == 0, run.failure
+    assert json.loads((run.model_dir / "bertbridge.json").read_text())["labels"] == ["negative", "positive"]

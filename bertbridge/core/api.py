@@ -131,7 +131,7 @@ def train(
     result = fit(
         model, train_split.features, train_split.targets, spec.training,
         multi_label=multi, evaluate=evaluate, log=_log, pad_id=encoder.pad_id,
-        fingerprint=_run_fingerprint(spec, chosen.name, train_split),
+        fingerprint=_run_fingerprint(spec, chosen.name, train_split, validation),
     )
     metrics = dict(result.final_metrics)
     metrics["train_samples_per_s"] = result.train_samples_per_s
@@ -145,7 +145,7 @@ def train(
     return clf
 
 
-def _run_fingerprint(spec: TaskSpec, backend_name: str, train_split: Split) -> str:
+def _run_fingerprint(spec: TaskSpec, backend_name: str, train_split: Split, validation: Optional[Split]) -> str:
     """Identifies a training run for resuming: the spec's training-relevant fields, the backend
     and the tokenized training data (not file names or times, which change when SageMaker
     re-downloads a channel or streams it through a pipe)."""
@@ -159,9 +159,12 @@ def _run_fingerprint(spec: TaskSpec, backend_name: str, train_split: Split) -> s
     for key in ("train", "validation", "test", "labels_file"):
         relevant["data"].pop(key, None)
     digest = hashlib.sha256(json.dumps([relevant, backend_name], sort_keys=True).encode("utf-8"))
-    for ids in train_split.features.input_ids:
-        digest.update(ids.tobytes())
-    digest.update(np.ascontiguousarray(train_split.targets).tobytes())
+    for split in (train_split, validation):  # validation drives best weights and early stopping
+        if split is None:
+            continue
+        for ids in split.features.input_ids:
+            digest.update(ids.tobytes())
+        digest.update(np.ascontiguousarray(split.targets).tobytes())
     return digest.hexdigest()[:24]
 
 

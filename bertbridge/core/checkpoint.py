@@ -20,6 +20,7 @@ from .errors import ArtifactError, NotSupportedError
 
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 _IGNORED_SUFFIXES = ("position_ids",)  # buffers some checkpoints carry
+_ENCODER_PARTS = ("embeddings.", "encoder.", "pooler.")
 
 
 def read_config(folder: Path) -> dict:
@@ -58,7 +59,8 @@ def classification_config(base: Mapping, setup: ModelSetup) -> dict:
 
 def load_state(folder: Path) -> dict[str, np.ndarray]:
     """Weights of a folder as float32 numpy arrays under ``BertForSequenceClassification`` names
-    (a bare ``BertModel`` checkpoint gets the ``bert.`` prefix; buffers are dropped)."""
+    (a bare ``BertModel`` checkpoint gets the ``bert.`` prefix). Only the encoder, pooler and
+    classifier are kept: pre-training heads (``cls.*``) and buffers are dropped."""
     from safetensors.numpy import load_file
 
     path = check_weights(folder)
@@ -70,9 +72,12 @@ def load_state(folder: Path) -> dict[str, np.ndarray]:
     for name, value in raw.items():
         if name.endswith(_IGNORED_SUFFIXES):
             continue
-        if not (name.startswith("bert.") or name.startswith("classifier.")):
+        if name.startswith(_ENCODER_PARTS):
             name = "bert." + name
-        state[name] = np.asarray(value, dtype=np.float32)
+        if name.startswith("classifier.") or (name.startswith("bert.") and name[5:].startswith(_ENCODER_PARTS)):
+            state[name] = np.asarray(value, dtype=np.float32)
+    if not any(k.startswith("bert.encoder.") for k in state):
+        raise ArtifactError(f"{path}: no BERT encoder weights (bert.encoder.* or encoder.*); this is not a BERT checkpoint.")
     return state
 
 

@@ -63,10 +63,10 @@ def save(directory: Path, step: int, arrays: Mapping[str, np.ndarray], loop: Map
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    for path in directory.iterdir():
-        stale_checkpoint = path.name.startswith(PREFIX) and path != target
-        stale_staging = path.name.startswith(f".{PREFIX}")
-        if stale_checkpoint or stale_staging:
+    for path in directory.iterdir():  # only our own older checkpoints; other tools' folders are left alone
+        ours = path.name.startswith(PREFIX) and path.name[len(PREFIX):].isdigit() and (path / LOOP).is_file()
+        stale_staging = path.name.startswith(f".{PREFIX}") and ".tmp-" in path.name
+        if (ours and path != target) or stale_staging:
             shutil.rmtree(path, ignore_errors=True)
     return target
 

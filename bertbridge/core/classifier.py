@@ -86,7 +86,14 @@ def _read_record_split(path, encoder: TextEncoder, label_map: LabelMap, max_leng
             f"{path}: the shards' labels ({', '.join(meta['labels'])}) differ from the task's ({', '.join(label_map.labels)}); "
             "label indices would mean different things. Set data.labels to the shards' labels or re-export."
         )
+    for key, expected in (("multi_label", multi_label),):
+        if key in meta and bool(meta[key]) != expected:
+            raise DataError(f"{path}: the shards were exported with {key}={meta[key]}, but the task has {key}={expected}. Re-export them with this spec.")
     records = tfrecord.read_split(Path(path), len(label_map), multi_label=multi_label, max_length=max_length, require_labels=require_labels)
+    vocab = encoder.vocab_size
+    for i, ids in enumerate(records.features.input_ids):
+        if len(ids) and int(ids.max()) >= vocab:
+            raise DataError(f"{path}: record {i} has token id {int(ids.max())}, outside this model's vocabulary of {vocab}. Re-export the shards with this model.")
     return Split(str(path), [], records.features, records.targets)
 
 

@@ -14,6 +14,18 @@ from typing import Any, Optional, Union
 
 from . import serving
 from .classifier import TextClassifier
+from .errors import BertbridgeError
+
+
+def _client_error(exc: Exception) -> Exception:
+    """The inference toolkit answers 500 for any exception except its own error type, which
+    carries a status: use it when the toolkit is installed (inside the SageMaker containers)."""
+    status, message = (exc.status, exc.message) if isinstance(exc, serving.RequestError) else (400, str(exc))
+    try:
+        from sagemaker_inference.errors import GenericInferenceToolkitError
+    except ImportError:
+        return exc
+    return GenericInferenceToolkitError(status, message)
 
 
 def model_fn(model_dir: str) -> TextClassifier:
@@ -24,16 +36,24 @@ def model_fn(model_dir: str) -> TextClassifier:
 
 
 def input_fn(request_body: Union[bytes, str], request_content_type: Optional[str]) -> list:
-    """Parse the body into request items; :class:`~bertbridge.core.serving.RequestError` (4xx) if malformed."""
-    return serving.parse_items(request_body, request_content_type)
+    """Parse the body into request items; a 4xx error if malformed."""
+    try:
+        return serving.parse_items(request_body, request_content_type)
+    except serving.RequestError as exc:
+        raise _client_error(exc) from None
 
 
 def predict_fn(data: list, model: TextClassifier) -> list[dict[str, Any]]:
     """Check the items against the model (single texts or pairs) and predict them."""
-    inputs = serving.normalize_inputs(data, model.manifest.text_pair)
-    return model.predict(inputs)
+    try:
+        return model.predict(serving.normalize_inputs(data, model.manifest.text_pair))
+    except (serving.RequestError, BertbridgeError) as exc:
+        raise _client_error(exc) from None
 
 
 def output_fn(prediction: list[dict[str, Any]], accept: Optional[str]) -> tuple[str, str]:
     """``(body, content_type)`` for the ``Accept`` header (JSON or JSON lines)."""
-    return serving.format_response(prediction, accept)
+    try:
+        return serving.format_response(prediction, accept)
+    except serving.RequestError as exc:
+        raise _client_error(exc) from None

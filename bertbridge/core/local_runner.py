@@ -63,7 +63,14 @@ def _pipe_sources(spec, name: str, path: str, work: Path) -> list[Path]:
         return shard_files(Path(path))
     from .api import export_tfrecord
 
+    shutil.rmtree(work / f"pipe-{name}", ignore_errors=True)
     return export_tfrecord(spec, work / f"pipe-{name}", split=name)
+
+
+def _record_labels(sources: list[Path]) -> Optional[list]:
+    from .tfrecord import read_metadata
+
+    return read_metadata(sources[0]).get("labels") if sources else None
 
 
 def _feed_fifo(fifo: Path, sources: list[Path]) -> threading.Thread:
@@ -105,7 +112,7 @@ def run_local(
 
     if input_mode not in ("File", "Pipe"):
         raise SpecError(f"input mode {input_mode!r}: choose File or Pipe.")
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, overrides)
     name = backend_name(backend, spec.backend)
     chosen = backends().get(name)
     base = Path(base_dir) if base_dir is not None else Path(tempfile.mkdtemp(prefix="bertbridge-local-"))
@@ -138,8 +145,13 @@ def run_local(
                 fifo.unlink()
             os.mkfifo(fifo)
             fifos.append(fifo)
-            feeders.append(_feed_fifo(fifo, _pipe_sources(spec, split, path, base)))
-        elif not (data_dir / split).exists():
+            sources = _pipe_sources(spec, split, path, base)
+            if spec_dict["data"]["labels"] is None and spec_dict["data"]["labels_file"] is None:
+                spec_dict["data"]["labels"] = _record_labels(sources)  # a FIFO carries no schema file
+                (data_dir / "spec" / "spec.json").write_text(json.dumps(spec_dict, indent=2), encoding="utf-8")
+            feeders.append(_feed_fifo(fifo, sources))
+        else:
+            shutil.rmtree(data_dir / split, ignore_errors=True)  # always the current data, never a stale copy
             _copy_channel(path, data_dir / split)
 
     hyperparameters = {"backend": json.dumps(name)}

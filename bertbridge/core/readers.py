@@ -36,10 +36,12 @@ class Example:
 
 
 def infer_format(path: Union[str, Path], declared: Optional[str] = None) -> str:
-    """A folder is TFRecord shards, a known extension names its format, and ``declared``
-    (``data.format``) applies to the rest: FIFOs, ``.txt`` and other extensions."""
+    """A folder is TFRecord shards, a known extension names its format, a FIFO (Pipe mode)
+    is TFRecords, and ``declared`` (``data.format``) applies to the rest (``.txt``, ...)."""
     if Path(path).is_dir():
         return "tfrecord"
+    if Path(path).is_fifo() and not _SUFFIX_FORMATS.get(Path(path).suffix.lower()):
+        return declared or "tfrecord"  # a Pipe-mode channel
     fmt = _SUFFIX_FORMATS.get(Path(path).suffix.lower()) or declared
     if fmt is None:
         raise DataError(

@@ -12,7 +12,8 @@ One documented way in:
 * **data** comes from the channels ``train``, ``validation``, ``test`` (a channel with
   one file uses that file; one with ``.tfrecord`` shards is read as shards). In Pipe
   mode (``inputdataconfig.json``) a channel is read from its FIFO ``<channel>_0`` as
-  TFRecords. Other channels are ignored.
+  TFRecords (the spec's labels must be listed: a pipe carries no schema file). Other
+  channels are ignored.
 
 Out: the model folder in ``SM_MODEL_DIR``, metrics in ``SM_OUTPUT_DATA_DIR/metrics.json``,
 checkpoints in ``/opt/ml/checkpoints`` (resumed from when present: managed spot
@@ -144,9 +145,9 @@ def decode_value(value: Any) -> Any:
 
 
 def _channel_path(env: Environment, name: str) -> tuple[str, Optional[str]]:
-    """(path, format) the spec reads a data channel from."""
+    """(path, format) the spec reads a data channel from (a Pipe-mode FIFO reads as TFRecords)."""
     if env.input_modes.get(name, "File").lower() == "pipe":
-        return str(env.input_dir / "data" / f"{name}_0"), "tfrecord"
+        return str(env.input_dir / "data" / f"{name}_0"), None
     folder = env.channels[name]
     files = sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
     if any(p.suffix in (".tfrecord", ".tfrecords") for p in files):

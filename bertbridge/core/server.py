@@ -87,10 +87,13 @@ class MicroBatcher:
         try:
             results = await asyncio.to_thread(self.predict, flat)
             self.batches += 1
-        except Exception as exc:  # the model failed: every waiting request gets the error
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:
+            if len(group) == 1:
+                if not group[0][1].done():
+                    group[0][1].set_exception(exc)
+                return
+            for item in group:  # one request's bad input must not fail the others: retry each alone
+                await self._predict([item])
             return
         start = 0
         for inputs, future in group:

@@ -97,6 +97,8 @@ def parse_items(body: Union[bytes, str], content_type: Optional[str]) -> list:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RequestError(400, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+        except RecursionError:
+            raise RequestError(400, "the JSON is nested too deeply; send a text or a flat list of texts.") from None
         items = _json_items(payload)
     elif mime in JSONLINES:
         items = []
@@ -107,6 +109,8 @@ def parse_items(body: Union[bytes, str], content_type: Optional[str]) -> list:
                 items.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise RequestError(400, f"line {n}: invalid JSON ({exc.msg}); send one JSON value per line.") from None
+            except RecursionError:
+                raise RequestError(400, f"line {n}: the JSON is nested too deeply.") from None
     elif mime == CSV:
         try:
             items = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
@@ -185,11 +189,31 @@ def prediction(probs: np.ndarray, labels: Sequence[str], multi_label: bool, thre
     return {"label": labels[best], "score": float(probs[best]), "probabilities": by_label}
 
 
+def response_type(accept: Optional[str]) -> str:
+    """The media type to answer with: the first acceptable one in ``Accept`` (a comma-separated
+    list, in order of preference; ``q`` weights of 0 exclude a type); ``*/*`` or none mean JSON."""
+    if not accept or not accept.strip():
+        return JSON
+    ranked = []
+    for position, part in enumerate(accept.split(",")):
+        mime, params = parse_content_type(part)
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q > 0:
+            ranked.append((-q, position, mime))
+    for _, _, mime in sorted(ranked):
+        if mime in (JSON, "*/*", "application/*"):
+            return JSON
+        if mime in JSONLINES:
+            return JSONLINES[0]
+    raise RequestError(406, f"cannot answer with {accept!r}; accept {JSON} or {JSONLINES[0]}.")
+
+
 def format_response(predictions: list[dict], accept: Optional[str] = None) -> tuple[str, str]:
-    """``(body, content_type)`` for ``Accept``; ``*/*`` and none mean JSON."""
-    mime, _ = parse_content_type(accept)
-    if mime in (JSON, "*/*", "application/*"):
+    """``(body, content_type)`` for the ``Accept`` header (JSON or JSON lines)."""
+    mime = response_type(accept)
+    if mime == JSON:
         return json.dumps({"predictions": predictions}), JSON
-    if mime in JSONLINES:
-        return "".join(json.dumps(p) + "\n" for p in predictions), JSONLINES[0]
-    raise RequestError(406, f"cannot answer with {mime!r}; accept {JSON} or {JSONLINES[0]}.")
+    return "".join(json.dumps(p) + "\n" for p in predictions), mime

@@ -162,14 +162,16 @@ def decode_example(data: bytes) -> dict[str, list[int]]:
         for fnum, _, entry in _fields(features):
             if fnum != 1 or not isinstance(entry, bytes):
                 continue
-            name, values = "", None
+            name, values, other = "", None, None
             for enum, _, part in _fields(entry):
                 if enum == 1 and isinstance(part, bytes):
                     name = part.decode("utf-8")
                 elif enum == 2 and isinstance(part, bytes):
-                    values = []
                     for knum, _, kind in _fields(part):
+                        if knum in (1, 2):
+                            other = {1: "bytes_list", 2: "float_list"}[knum]
                         if knum == 3 and isinstance(kind, bytes):  # int64_list
+                            values = []
                             for vnum, wire, v in _fields(kind):
                                 if vnum != 1:
                                     continue
@@ -180,6 +182,8 @@ def decode_example(data: bytes) -> dict[str, list[int]]:
                                         values.append(_signed(x))
                                 else:
                                     values.append(_signed(v))  # type: ignore[arg-type]
+            if other is not None and values is None:
+                raise ValueError(f"feature {name!r} is a {other}; bertbridge records hold int64_list features only")
             if values is not None:
                 out[name] = values
     return out
@@ -237,7 +241,10 @@ def iter_records(path: Path) -> Iterator[bytes]:
                 raise DataError(f"{where}: truncated record header; the shard is incomplete. Re-export or re-upload it.")
             (length,), (crc,) = struct.unpack("<Q", header[:8]), struct.unpack("<I", header[8:])
             if masked_crc(header[:8]) != crc:
-                raise DataError(f"{where}: corrupt length (CRC mismatch); this is not a TFRecord file or it is damaged. Re-export it.")
+                raise DataError(
+                    f"{where}: corrupt length (CRC mismatch); this is not an uncompressed TFRecord file, or it is damaged. "
+                    "Re-export it (GZIP/ZLIB-compressed shards must be decompressed first)."
+                )
             body = _read_exactly(fh, length + 4)
             if len(body) < length + 4:
                 raise DataError(f"{where}: truncated record ({len(body)} of {length + 4} bytes); the shard is incomplete. Re-export or re-upload it.")

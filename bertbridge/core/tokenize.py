@@ -110,6 +110,10 @@ class TextEncoder:
         )
 
     @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size()
+
+    @property
     def fingerprint(self) -> str:
         """Identifies the vocabulary and casing (stored with TFRecord exports)."""
         from .tfrecord import tokenizer_fingerprint

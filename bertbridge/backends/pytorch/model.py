@@ -163,6 +163,8 @@ class TorchClassifier(TrainableModel):
                     state[f"adamw.{name}.exp_avg_sq"] = slots["exp_avg_sq"].cpu().numpy().copy()
                     state[f"adamw.{name}.step"] = np.array([float(slots["step"])], dtype=np.float32)
         state["rng.torch"] = torch.get_rng_state().numpy().copy()
+        if self.device.type == "cuda":  # dropout on the GPU draws from the CUDA generator
+            state["rng.cuda"] = torch.cuda.get_rng_state(self.device).numpy().copy()
         return state
 
     def load_training_state(self, state) -> None:
@@ -177,6 +179,8 @@ class TorchClassifier(TrainableModel):
                         "exp_avg_sq": torch.from_numpy(np.array(state[f"adamw.{name}.exp_avg_sq"])).to(self.device),
                     }
         torch.set_rng_state(torch.from_numpy(np.array(state["rng.torch"], dtype=np.uint8)))
+        if "rng.cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(torch.from_numpy(np.array(state["rng.cuda"], dtype=np.uint8)), self.device)
 
     def save(self, directory: Path) -> None:
         self.model.save_pretrained(directory, safe_serialization=True)

@@ -71,7 +71,8 @@ class TFClassifier(TrainableModel):
             loss = self._loss(self.module(input_ids, attention_mask, token_type_ids, training=True), labels)
             scaled = loss * scale
         for acc, grad in zip(self._grads, tape.gradient(scaled, self.variables)):
-            acc.assign_add(tf.convert_to_tensor(grad))
+            if grad is not None:  # a variable the loss does not reach gets no update
+                acc.assign_add(tf.convert_to_tensor(grad))
         return loss
 
     def _step_graph(self, learning_rate):

@@ -3,8 +3,9 @@
 The container calls ``input_handler`` before TensorFlow Serving and
 ``output_handler`` after it. Requests and responses follow the bertbridge
 serving contract (``bertbridge_serving.py`` beside this file), so this endpoint
-answers exactly like the PyTorch and MXNet ones. Client mistakes raise
-``ValueError`` whose message is the JSON error body ``{"error": {"status", "message"}}``.
+answers exactly like the other backends. Client mistakes raise ``ValueError`` with
+the one-line reason; the TF Serving container answers any handler exception with
+status 500 and ``{"error": "<reason>"}`` (it has no way to return a 4xx from a handler).
 """
 
 import json
@@ -52,7 +53,7 @@ def input_handler(data, context):
         inputs = parse_request(body, getattr(context, "request_content_type", None), text_pair=MANIFEST.get("text_pair", False))
         format_response([], getattr(context, "accept_header", None))  # reject an unusable Accept before inference
     except RequestError as exc:
-        raise ValueError(exc.body()) from None
+        raise ValueError(f"{exc.status}: {exc.message}") from None
     return json.dumps({"signature_name": "serving_default", "inputs": _features(inputs)})
 
 
@@ -69,4 +70,4 @@ def output_handler(response, context):
     try:
         return format_response(predictions, getattr(context, "accept_header", None))
     except RequestError as exc:
-        raise ValueError(exc.body()) from None
+        raise ValueError(f"{exc.status}: {exc.message}") from None
