@@ -81,7 +81,7 @@ def test_spec_command_prints_the_resolved_spec(spec_file, capsys):
     "args, message",
     [
         (["train", "{spec}", "--set", "training.epohcs=2"], r"spec\.training\.epohcs is not a known field\. Did you mean 'epochs'\?"),
-        (["train", "{spec}", "--backend", "jax"], r"invalid backend name 'jax'; available: mxnet, pytorch, tensorflow"),
+        (["train", "{spec}", "--backend", "jax"], r"invalid backend name 'jax'; available: mxnet, onnx, pytorch, tensorflow"),
         (["train", "{spec}", "--set", "data.train={tmp}/missing.tsv"], r"missing\.tsv: file not found"),
         (["train", "{spec}", "--set", "model.name=bert-large"], r"model 'bert-large' is neither a local folder nor a known alias"),
         (["train", "{tmp}/nope.yaml"], r"nope\.yaml: spec file not found"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAMEWORKS = ("torch", "tensorflow", "tf_keras", "keras", "mxnet", "gluonnlp", "jax", "transformers")
+FRAMEWORKS = ("torch", "tensorflow", "tf_keras", "keras", "mxnet", "gluonnlp", "jax", "transformers", "onnxruntime", "onnx")
 
 
 def _imported_roots(path: Path) -> set[str]:
@@ -27,7 +27,7 @@ def test_core_module_has_no_framework_import(path):
     assert not (_imported_roots(path) & set(FRAMEWORKS))
 
 
-@pytest.mark.parametrize("backend", ["pytorch", "tensorflow", "mxnet"])
+@pytest.mark.parametrize("backend", ["pytorch", "tensorflow", "mxnet", "onnx"])
 def test_backend_plugin_and_declaration_modules_import_no_framework(backend):
     for name in ("__init__.py", "plugin.py", "backend.py"):
         assert not (_imported_roots(ROOT / "bertbridge" / "backends" / backend / name) & set(FRAMEWORKS)), name

@@ -39,7 +39,7 @@ def test_unknown_backend_lists_available_and_suggests():
     with pytest.raises(UnknownBackendError) as info:
         registry.select_backend("pytorh")
     message = str(info.value)
-    assert "invalid backend name 'pytorh'; available: mxnet, pytorch, tensorflow" in message
+    assert "invalid backend name 'pytorh'; available: mxnet, onnx, pytorch, tensorflow" in message
     assert "Did you mean 'pytorch'?" in message
 
 

@@ -70,6 +70,9 @@ def train(
             "this release trains text_classification only."
         )
     chosen = select_backend(backend, spec.backend, task=spec.task.type)
+    if not chosen.trains:
+        trainers = ", ".join(b.name for b in backends() if b.trains and spec.task.type in b.tasks)
+        raise NotSupportedError(f"backend {chosen.name!r} runs exported models only and cannot train; train with one of: {trainers}.")
     target = check_output_dir(Path(output_dir) if output_dir is not None else Path(spec.output_dir))
     if spec.data.train is None:
         raise SpecError("data.train is not set: give the path of the training file (csv, tsv or jsonl).")

@@ -122,6 +122,8 @@ class Backend:
     the version ``bertbridge backends`` shows (e.g. ``tensorflow``, ``tensorflow-cpu``)."""
     tasks: ClassVar[tuple[str, ...]] = ()
     """Task types this backend can train and serve (``text_classification``, ...)."""
+    trains: ClassVar[bool] = True
+    """False for inference-only backends (they load exports); training with one is refused up front."""
     exports: ClassVar[tuple[str, ...]] = ()
     """Export formats this backend writes (``savedmodel``, ...); see :meth:`export`."""
     entry_point: ClassVar[str] = "sagemaker_entry.py"

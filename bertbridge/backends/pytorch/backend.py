@@ -13,6 +13,7 @@ class PyTorchBackend(Backend):
     requires = ("torch", "transformers")
     distributions = ("torch",)
     tasks = ("text_classification",)
+    exports = ("torchscript", "onnx")
 
     def install_note(self) -> str:
         return " (pip install torch==<version> first to choose a CPU or CUDA build)."
@@ -26,3 +27,9 @@ class PyTorchBackend(Backend):
         from .model import TorchClassifier
 
         return TorchClassifier.from_artifact(artifact_dir, setup)
+
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
+        """``torchscript`` or ``onnx`` (needs onnx + onnxruntime: pip install 'bertbridge[onnx]')."""
+        from .export import export
+
+        return export(artifact_dir, fmt, out_dir)

@@ -41,12 +41,12 @@ def _quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
-def _load(folder: Path, config, **kwargs) -> torch.nn.Module:
+def _load(folder: Path, config, attention: str = "sdpa", **kwargs) -> torch.nn.Module:
     """``from_pretrained`` from safetensors only; damaged files become a clear ArtifactError."""
     try:
         with _quiet_transformers():
             return AutoModelForSequenceClassification.from_pretrained(
-                folder, config=config, use_safetensors=True, attn_implementation="sdpa", **kwargs
+                folder, config=config, use_safetensors=True, attn_implementation=attention, **kwargs
             )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ArtifactError(
@@ -95,14 +95,14 @@ class TorchClassifier(TrainableModel):
         return cls(model, setup)
 
     @classmethod
-    def from_artifact(cls, folder: Path, setup: ModelSetup) -> "TorchClassifier":
+    def from_artifact(cls, folder: Path, setup: ModelSetup, attention: str = "sdpa") -> "TorchClassifier":
         config = AutoConfig.from_pretrained(folder)
         if config.num_labels != setup.num_labels:
             raise ArtifactError(
                 f"{folder}: config.json has {config.num_labels} labels but bertbridge.json lists "
                 f"{setup.num_labels}. The folder is inconsistent; retrain or restore it."
             )
-        return cls(_load(folder, config), setup)
+        return cls(_load(folder, config, attention=attention), setup)
 
     # -- contract ----------------------------------------------------------
     def _forward(self, batch: Batch) -> torch.Tensor:

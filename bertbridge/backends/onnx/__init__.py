@@ -1,0 +1,1 @@
+"""The ONNX Runtime backend: serves ONNX exports (inference only)."""
