@@ -34,7 +34,7 @@ setup(
         "tensorflow": ["tensorflow>=2.16"],
         # MXNet 1.9 needs numpy<2
         "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2"],
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],
         "sagemaker": ["sagemaker>=3", "boto3"],
         "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27"],
     },

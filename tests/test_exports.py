@@ -48,6 +48,15 @@ def test_onnx_export_serves_through_onnxruntime(trained, tmp_path):
     assert [p["label"] for p in r.json()["predictions"]] == [p["label"] for p in trained.predict(TEXTS)]
 
 
+def test_onnx_export_without_its_packages_names_the_extra(trained, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(bertbridge.BertbridgeError, match=r"ONNX export needs onnxscript: pip install 'bertbridge\[onnx\]'"):
+        bertbridge.export(trained.path, "onnx", tmp_path / "o")
+
+
 def test_onnx_backend_is_inference_only(trained, tmp_path):
     pytest.importorskip("onnxruntime")
     with pytest.raises(NotSupportedError, match="backend 'onnx' runs exported models only and cannot train; train with one of: pytorch, tensorflow"):

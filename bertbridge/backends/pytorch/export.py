@@ -19,7 +19,7 @@ import torch
 
 from bertbridge.core.artifacts import Manifest, check_output_dir
 from bertbridge.core.backend import ModelSetup
-from bertbridge.core.errors import ArtifactError
+from bertbridge.core.errors import ArtifactError, BackendUnavailableError
 
 from .model import TorchClassifier
 
@@ -46,6 +46,12 @@ def _sample(batch: int, length: int, vocab: int, seed: int) -> dict[str, np.ndar
 
 
 def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
+    if fmt == "onnx":
+        import importlib.util
+
+        missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise BackendUnavailableError(f"ONNX export needs {', '.join(missing)}: pip install 'bertbridge[onnx]'")
     manifest = Manifest.read(artifact_dir)
     setup = ModelSetup(len(manifest.labels), manifest.multi_label, dict(enumerate(manifest.labels)), seed=0)
     clf = TorchClassifier.from_artifact(artifact_dir, setup, attention="eager")  # traceable attention
