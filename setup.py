@@ -35,8 +35,8 @@ setup(
         # MXNet 1.9 needs numpy<2
         "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],
-        "sagemaker": ["sagemaker>=3", "boto3"],
-        "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27"],
+        "sagemaker": ["sagemaker>=3", "boto3"],  # bertbridge sagemaker train (SDK v3 ModelTrainer)
+        "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27", "moto>=5"],
     },
     entry_points={
         "console_scripts": ["bertbridge = bertbridge.core.cli:main"],

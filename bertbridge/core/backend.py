@@ -126,6 +126,11 @@ class Backend:
     """False for inference-only backends (they load exports); training with one is refused up front."""
     exports: ClassVar[tuple[str, ...]] = ()
     """Export formats this backend writes (``savedmodel``, ...); see :meth:`export`."""
+    sagemaker_image: ClassVar[Mapping[str, str]] = {}
+    """How to find the SageMaker training image: ``framework``, ``version``, ``py_version``
+    (arguments of ``sagemaker.core.image_uris.retrieve``)."""
+    sagemaker_requirements: ClassVar[tuple[str, ...]] = ()
+    """Packages the job installs on top of the framework image (besides bertbridge's own)."""
     entry_point: ClassVar[str] = "sagemaker_entry.py"
     """The SageMaker script-mode entry point, a file in the backend's package."""
 

@@ -6,6 +6,7 @@
     bertbridge evaluate MODEL DATA [--backend B] [--json]
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
     bertbridge run-local SPEC [--backend B] [--base-dir DIR] [--input-mode File|Pipe] [--python PY]
+    bertbridge sagemaker train SPEC --role ARN --instance-type T [--spot] [--wait]
     bertbridge serve MODEL [--host 127.0.0.1] [--port 8080]   # GET /ping, POST /invocations
     bertbridge export MODEL --format savedmodel --out DIR [--version 1]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
@@ -65,6 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-mode", default="File", choices=["File", "Pipe"], help="how the train channel is delivered")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to the job as hyperparameters (spec overrides)")
+
+    p = sub.add_parser("sagemaker", help="launch on Amazon SageMaker (SDK v3)")
+    sm = p.add_subparsers(dest="sagemaker_command", required=True, metavar="SUBCOMMAND")
+    t = sm.add_parser("train", help="run a spec as a SageMaker training job on the backend's framework image")
+    t.add_argument("spec", help="task spec (.yaml, .yml or .json)")
+    t.add_argument("--role", required=True, help="IAM role ARN the job runs as")
+    t.add_argument("--instance-type", required=True, help="e.g. ml.g5.xlarge or ml.m5.xlarge")
+    t.add_argument("--instance-count", type=int, default=1)
+    t.add_argument("--backend", help="framework backend (overrides the spec and $BERTBRIDGE_BACKEND)")
+    t.add_argument("--bucket", help="S3 bucket for data, code and output (default: the SageMaker default bucket)")
+    t.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    t.add_argument("--spot", action="store_true", help="managed spot training (checkpoints resume interrupted jobs)")
+    t.add_argument("--max-run", type=int, default=24 * 3600, help="maximum training seconds")
+    t.add_argument("--wait", action="store_true", help="wait for the job and stream its logs")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="spec overrides, passed to the job as hyperparameters")
 
     p = sub.add_parser("serve", help="serve a model over HTTP: GET /ping, POST /invocations")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
@@ -178,6 +195,16 @@ def _run_local(args) -> int:
     return 0 if run.returncode == 0 else 1
 
 
+def _sagemaker(args) -> int:
+    from .sagemaker_launch import launch_training
+
+    job = launch_training(args.spec, role=args.role, instance_type=args.instance_type, instance_count=args.instance_count,
+                          backend=args.backend, overrides=args.overrides, bucket=args.bucket, region=args.region,
+                          spot=args.spot, max_run_seconds=args.max_run, wait=args.wait)
+    print(json.dumps({"job": job.job_name, "image": job.image, "s3_prefix": job.s3_prefix}))
+    return 0
+
+
 def _serve(args) -> int:
     from .server import ServerConfig, serve
 
@@ -234,7 +261,7 @@ def _spec(args) -> int:
 
 
 _COMMANDS = {
-    "train": _train, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
+    "train": _train, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "sagemaker": _sagemaker, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
     "backends": _backends, "spec": _spec,
 }
 

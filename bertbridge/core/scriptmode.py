@@ -12,8 +12,8 @@ One documented way in:
 * **data** comes from the channels ``train``, ``validation``, ``test`` (a channel with
   one file uses that file; one with ``.tfrecord`` shards is read as shards). In Pipe
   mode (``inputdataconfig.json``) a channel is read from its FIFO ``<channel>_0`` as
-  TFRecords (the spec's labels must be listed: a pipe carries no schema file). Other
-  channels are ignored.
+  TFRecords (the spec's labels must be listed: a pipe carries no schema file). A channel
+  ``model`` holding a Hugging Face folder replaces ``model.name``. Other channels are ignored.
 
 Out: the model folder in ``SM_MODEL_DIR``, metrics in ``SM_OUTPUT_DATA_DIR/metrics.json``,
 checkpoints in ``/opt/ml/checkpoints`` (resumed from when present: managed spot
@@ -36,6 +36,7 @@ from .jsonfiles import read_json_object
 
 DATA_CHANNELS = ("train", "validation", "test")
 SPEC_CHANNEL = "spec"
+MODEL_CHANNEL = "model"
 
 
 @dataclass
@@ -188,7 +189,10 @@ def build_spec(env: Environment):
     if "train" not in data:
         raise SpecError("no 'train' channel: give the job a channel named 'train' with the training data.")
     training = {**spec.to_dict()["training"], "checkpoint_dir": str(env.checkpoint_dir)}
-    return spec.replace(data={**spec.to_dict()["data"], **data}, training=training, output_dir=str(env.model_dir))
+    model = spec.to_dict()["model"]
+    if MODEL_CHANNEL in env.channels:  # the pretrained model folder, uploaded by bertbridge sagemaker train
+        model["name"] = str(env.channels[MODEL_CHANNEL])
+    return spec.replace(data={**spec.to_dict()["data"], **data}, model=model, training=training, output_dir=str(env.model_dir))
 
 
 def write_failure(env: Environment, exc: BaseException) -> None:

@@ -13,3 +13,4 @@ class MXNetBackend(Backend):
     requires = ("mxnet",)
     distributions = ("mxnet",)
     tasks = ()
+    sagemaker_image = {"framework": "mxnet", "version": "1.9", "py_version": "py38"}

@@ -14,6 +14,8 @@ class PyTorchBackend(Backend):
     distributions = ("torch",)
     tasks = ("text_classification",)
     exports = ("torchscript", "onnx")
+    sagemaker_image = {"framework": "pytorch", "version": "2.3", "py_version": "py311"}
+    sagemaker_requirements = ("transformers>=4.57,<5",)
 
     def install_note(self) -> str:
         return " (pip install torch==<version> first to choose a CPU or CUDA build)."

@@ -20,6 +20,7 @@ class TensorFlowBackend(Backend):
     distributions = ("tensorflow", "tensorflow-cpu")
     tasks = ("text_classification",)
     exports = ("savedmodel",)
+    sagemaker_image = {"framework": "tensorflow", "version": "2.16", "py_version": "py310"}
 
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
         from .model import TFClassifier
