@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,22 +25,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("USE_TF", "0")
 os.environ.setdefault("BERTBRIDGE_PROGRESS", "0")
 
-from serve_load import sentences  # noqa: E402
-
-
-def measure(predict_one, predict_batch, texts: list[str]) -> tuple[float, float]:
-    for text in texts[:20]:
-        predict_one(text)
-    singles = []
-    for text in texts[:200]:
-        start = time.perf_counter()
-        predict_one(text)
-        singles.append(time.perf_counter() - start)
-    batch = texts[:640]
-    start = time.perf_counter()
-    for i in range(0, len(batch), 32):
-        predict_batch(batch[i : i + 32])
-    return 1000 * statistics.median(singles), len(batch) / (time.perf_counter() - start)
+from _common import measure, sentences  # noqa: E402
 
 
 def main() -> None:

@@ -31,12 +31,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def sentences() -> list[str]:
-    sst = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
-    path = sst if sst.is_file() else ROOT / "examples" / "sentiment" / "dev.tsv"
-    return [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+from _common import measure, sentences  # noqa: E402
 
 
 def free_port() -> int:
@@ -125,18 +122,8 @@ def run_pipeline(model: str, texts: list[str]) -> dict:
 
     hf_logging.set_verbosity_error()
     clf = pipeline("text-classification", model=model, device=-1)
-    for text in texts[:20]:
-        clf(text)
-    singles = []
-    for text in texts[:300]:
-        start = time.perf_counter()
-        clf(text)
-        singles.append(time.perf_counter() - start)
-    batch = texts[:640]
-    start = time.perf_counter()
-    clf(batch, batch_size=32)
-    return {"peer": "hf-pipeline", "peer_p50_ms": 1000 * statistics.median(singles),
-            "peer_batch32_sentences_per_s": len(batch) / (time.perf_counter() - start)}
+    p50, per_s = measure(clf, lambda batch: clf(batch, batch_size=32), texts)
+    return {"peer": "hf-pipeline", "peer_p50_ms": p50, "peer_batch32_sentences_per_s": per_s}
 
 
 def main() -> None:

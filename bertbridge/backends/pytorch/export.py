@@ -9,15 +9,13 @@ and lengths than it was traced with; a difference over 1e-4 fails the export.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bertbridge.core.artifacts import Manifest, check_output_dir
+from bertbridge.core.artifacts import Manifest, atomic_directory
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError
 
@@ -58,9 +56,7 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
     module = _Logits(clf.model.eval()).eval()
     vocab = int(clf.model.config.vocab_size)
     example = _sample(2, 16, vocab, 0)
-    target = check_output_dir(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent if target.parent.exists() else None))
-    try:
+    with atomic_directory(Path(out_dir)) as staging:
         for item in Path(artifact_dir).iterdir():
             if item.is_file():
                 shutil.copy2(item, staging / item.name)
@@ -76,12 +72,7 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
                     opset_version=18, dynamo=True, verbose=False,
                 )
         _verify(fmt, path, module, vocab)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    target = Path(out_dir).resolve()
     return target / FILES[fmt]
 
 
