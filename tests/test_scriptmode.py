@@ -8,7 +8,6 @@ import sys
 import tarfile
 import time
 
-import numpy as np
 import pytest
 
 import bertbridge

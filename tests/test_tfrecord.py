@@ -10,7 +10,7 @@ import pytest
 import bertbridge
 from bertbridge.core import tfrecord
 from bertbridge.core.errors import DataError, SpecError
-from conftest import tiny_spec, toy_sentences, write_tsv
+from conftest import tiny_spec
 
 RECORDS = [
     {"input_ids": [2, 7, 3], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 0], "label": [1]},

@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ArtifactError
 
@@ -214,6 +214,15 @@ def write_text_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def copy_files(src: Path, dest: Path) -> None:
+    """Copy the files of folder ``src`` (or the file ``src`` itself) into the folder ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    src = Path(src)
+    for item in [src] if src.is_file() else sorted(src.iterdir()):
+        if item.is_file():
+            shutil.copy2(item, dest / item.name)
 
 
 def check_weights(folder: Path) -> Path:

@@ -144,11 +144,9 @@ class Backend:
         """Lay out ``out_dir`` as this framework's serving container expects inside
         ``model.tar.gz``. Default (PyTorch/MXNet inference toolkits): the model folder at the
         root and ``code/inference.py`` pointing at :mod:`bertbridge.core.handlers`."""
-        import shutil
+        from .artifacts import copy_files
 
-        for item in Path(artifact_dir).iterdir():
-            if item.is_file():
-                shutil.copy2(item, out_dir / item.name)
+        copy_files(artifact_dir, out_dir)
         code = out_dir / "code"
         code.mkdir(exist_ok=True)
         (code / "inference.py").write_text(

@@ -244,13 +244,12 @@ def _data_kwargs(saved: dict) -> dict:
 
 
 def _split_inputs(inputs: Any, text_pair: bool) -> tuple[list[str], Optional[list[str]]]:
-    if isinstance(inputs, str) or (text_pair and isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)):
-        inputs = [inputs]
-    items = list(inputs)
+    """Python-API inputs -> texts (and pairs), by the same rules as a serving request."""
+    items = [inputs] if isinstance(inputs, (str, tuple)) else list(inputs)
     if not items:
         raise DataError("nothing to predict: pass at least one text.")
     try:
-        normalized = [serving.normalize_input(item, i, text_pair) for i, item in enumerate(items)]
+        normalized = serving.normalize_inputs(items, text_pair)
     except serving.RequestError as exc:
         raise DataError(exc.message) from None
     if not text_pair:

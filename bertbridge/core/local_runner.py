@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from .artifacts import copy_files
 from .errors import SpecError
 from .registry import backends, backend_name
 
@@ -40,17 +41,6 @@ class LocalRun:
     model_dir: Path
     model_tar: Optional[Path]
     failure: Optional[str]
-
-
-def _copy_channel(src: str, dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    path = Path(src)
-    if path.is_dir():
-        for item in path.iterdir():
-            if item.is_file():
-                shutil.copy2(item, dest / item.name)
-    else:
-        shutil.copy2(path, dest / path.name)
 
 
 def _pipe_sources(spec, name: str, path: str, work: Path) -> list[Path]:
@@ -128,9 +118,6 @@ def run_local(
     for key in ("train", "validation", "test"):
         spec_dict["data"][key] = None
     spec_dict["training"]["checkpoint_dir"] = None
-    (data_dir / "spec").mkdir(exist_ok=True)
-    (data_dir / "spec" / "spec.json").write_text(json.dumps(spec_dict, indent=2), encoding="utf-8")
-
     channels = {"spec": "File"}
     feeders, fifos = [], []
     for split in ("train", "validation", "test"):
@@ -148,11 +135,12 @@ def run_local(
             sources = _pipe_sources(spec, split, path, base)
             if spec_dict["data"]["labels"] is None and spec_dict["data"]["labels_file"] is None:
                 spec_dict["data"]["labels"] = _record_labels(sources)  # a FIFO carries no schema file
-                (data_dir / "spec" / "spec.json").write_text(json.dumps(spec_dict, indent=2), encoding="utf-8")
             feeders.append(_feed_fifo(fifo, sources))
         else:
             shutil.rmtree(data_dir / split, ignore_errors=True)  # always the current data, never a stale copy
-            _copy_channel(path, data_dir / split)
+            copy_files(Path(path), data_dir / split)
+    (data_dir / "spec").mkdir(exist_ok=True)
+    (data_dir / "spec" / "spec.json").write_text(json.dumps(spec_dict, indent=2), encoding="utf-8")
 
     hyperparameters = {"backend": json.dumps(name)}
     for item in overrides:

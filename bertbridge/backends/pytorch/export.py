@@ -9,13 +9,12 @@ and lengths than it was traced with; a difference over 1e-4 fails the export.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bertbridge.core.artifacts import Manifest, atomic_directory
+from bertbridge.core.artifacts import Manifest, atomic_directory, copy_files
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError
 
@@ -57,9 +56,7 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
     vocab = int(clf.model.config.vocab_size)
     example = _sample(2, 16, vocab, 0)
     with atomic_directory(Path(out_dir)) as staging:
-        for item in Path(artifact_dir).iterdir():
-            if item.is_file():
-                shutil.copy2(item, staging / item.name)
+        copy_files(Path(artifact_dir), staging)
         path = staging / FILES[fmt]
         args = tuple(torch.from_numpy(example[k]) for k in INPUTS)
         with torch.no_grad():

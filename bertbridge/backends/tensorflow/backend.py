@@ -35,10 +35,9 @@ class TensorFlowBackend(Backend):
     def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
         """TF Serving layout (``1/`` SavedModel + ``code/`` handlers), plus the model folder's
         files at the root so ``bertbridge serve`` answers from the same tarball."""
-        super().package_for_serving(artifact_dir, out_dir)
-        import shutil
+        from bertbridge.core.artifacts import copy_files
 
-        shutil.rmtree(out_dir / "code")
+        copy_files(artifact_dir, out_dir)
         self.export(artifact_dir, "savedmodel", out_dir, version=1)
 
     def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:

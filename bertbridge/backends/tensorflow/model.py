@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up cha
 import tensorflow as tf  # noqa: E402
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
-from bertbridge.core.checkpoint import (  # noqa: E402
+from bertbridge.core.weights import (  # noqa: E402
     check_head, classification_config, init_head, load_state, read_config, save_state,
 )
 
