@@ -1,16 +1,48 @@
-"""MXNet backend declaration. It registers and reports whether MXNet is
-installed; no task is implemented yet, so training or loading with it raises
-a clear "cannot do ... yet" error from the core contract."""
+"""MXNet (GluonNLP) backend declaration; MXNet is imported only inside the methods.
+
+MXNet 1.9 needs numpy<2, and SageMaker Debugger (``smdebug``) needs
+protobuf<=3.20.3, which TensorFlow 2.21 cannot live with; so this backend has
+its own virtual environment (``make mxnet-env``). From any other environment,
+set ``BERTBRIDGE_MXNET_PYTHON`` to that environment's interpreter and the CLI
+forwards MXNet commands there (see :mod:`bertbridge.core.elsewhere`).
+"""
 
 from __future__ import annotations
 
-from bertbridge.core.backend import Backend
+from pathlib import Path
+
+from bertbridge.core.backend import Backend, InferenceModel, ModelSetup, TrainableModel
 
 
 class MXNetBackend(Backend):
     name = "mxnet"
     extra = "mxnet"
-    requires = ("mxnet",)
-    distributions = ("mxnet",)
-    tasks = ()
+    requires = ("mxnet", "gluonnlp")
+    distributions = ("mxnet", "mxnet-mkl")
+    tasks = ("text_classification",)
+    exports = ("mxnet-symbol",)
+    debugger = True
     sagemaker_image = {"framework": "mxnet", "version": "1.9", "py_version": "py38"}
+    sagemaker_requirements = ("gluonnlp==0.10.0",)
+
+    def install_note(self) -> str:
+        return (
+            ". MXNet 1.9 needs numpy<2 and smdebug needs protobuf<=3.20.3, so it gets its own environment: "
+            "run `make mxnet-env` (creates .venv-mxnet), then either use .venv-mxnet/bin/bertbridge or set "
+            "BERTBRIDGE_MXNET_PYTHON=.venv-mxnet/bin/python so this environment's CLI forwards mxnet commands there."
+        )
+
+    def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
+        from .model import MXClassifier
+
+        return MXClassifier.from_pretrained(pretrained_dir, setup)
+
+    def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
+        from .model import MXClassifier
+
+        return MXClassifier.from_artifact(artifact_dir, setup)
+
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
+        from .export import export_symbol
+
+        return export_symbol(artifact_dir, out_dir)

@@ -1,0 +1,173 @@
+"""MXNet (GluonNLP) implementation of the core model contract (imported only when used).
+
+Training runs the hybridized :class:`~.bert.BertClassifier` under ``autograd``,
+with gradients accumulated in place (``grad_req='add'``) and an AdamW written with
+NDArray ops to match ``torch.optim.AdamW`` exactly (decoupled decay, bias
+correction, global-norm clipping), so the three backends train the same way.
+Dropout is reseeded from ``(seed, micro-batch index)`` before every forward pass,
+which makes runs repeatable and lets a checkpoint resume the exact stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from bertbridge.core.backend import Batch, ModelSetup, TrainableModel
+from bertbridge.core.errors import NotSupportedError
+from bertbridge.core.weights import check_head, classification_config, init_head, load_state, read_config, save_state
+
+from .bert import BertClassifier, mx
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
+nd, autograd = mx.nd, mx.autograd
+
+
+def valid_length(batch: Batch):
+    """GluonNLP masks attention by length: the count of real tokens per row (right padding)."""
+    return nd.array(np.asarray(batch["attention_mask"]).sum(axis=1), dtype="float32")
+
+
+class MXClassifier(TrainableModel):
+    """:class:`BertClassifier` fine-tuned with autograd and AdamW on the CPU (or ``mx.gpu()``)."""
+
+    def __init__(self, block: BertClassifier, config: dict, setup: ModelSetup, ctx=None) -> None:
+        self.block = block
+        self.config = config
+        self.setup = setup
+        self.ctx = ctx or mx.cpu()
+        self.params = block.structural_params()
+        self._decay = block.decay_flags()
+        self._slots: dict = {}
+        self._t = 0
+        self._micro = 0  # forward passes in training mode so far (dropout seed stream)
+        self.block.hybridize(static_alloc=False)
+        self.observer = None  # a debugger session, when attention capture is on
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder: Path, setup: ModelSetup) -> "MXClassifier":
+        if setup.mixed_precision:
+            raise NotSupportedError(
+                "training.mixed_precision is not implemented on the mxnet backend (MXNet 1.9 has no CPU bf16 "
+                "training path); set training.mixed_precision: false or use the pytorch backend."
+            )
+        mx.random.seed(setup.seed)
+        base = read_config(folder)
+        state = init_head(load_state(folder), base, setup.num_labels, setup.seed)
+        block = BertClassifier(base, setup.num_labels)
+        block.load_hf(state, mx.cpu())
+        return cls(block, classification_config(base, setup), setup)
+
+    @classmethod
+    def from_artifact(cls, folder: Path, setup: ModelSetup) -> "MXClassifier":
+        config = read_config(folder)
+        state = load_state(folder)
+        check_head(state, setup.num_labels, folder)
+        block = BertClassifier(config, setup.num_labels)
+        block.load_hf(state, mx.cpu())
+        return cls(block, config, setup)
+
+    # -- helpers ------------------------------------------------------------
+    def _inputs(self, batch: Batch):
+        return (
+            nd.array(batch["input_ids"], ctx=self.ctx, dtype="float32"),
+            nd.array(batch["token_type_ids"], ctx=self.ctx, dtype="float32"),
+            valid_length(batch).as_in_context(self.ctx),
+        )
+
+    def _loss(self, logits, labels):
+        if self.setup.multi_label:
+            # numerically stable binary cross-entropy with logits, as torch's BCEWithLogitsLoss
+            return (nd.relu(logits) - logits * labels + nd.log1p(nd.exp(-nd.abs(logits)))).mean()
+        return -nd.pick(nd.log_softmax(logits, axis=-1), labels, axis=-1).mean()
+
+    def _ensure_slots(self) -> None:
+        if self._slots:
+            return
+        for name, param in self.params.items():
+            param.grad_req = "add"
+            zeros = nd.zeros(param.shape, ctx=self.ctx)
+            self._slots[name] = (zeros, zeros.copy())
+        for param in self.params.values():
+            param.zero_grad()
+
+    # -- contract ----------------------------------------------------------
+    def logits(self, batch: Batch) -> np.ndarray:
+        return self.block(*self._inputs(batch)).asnumpy()
+
+    def accumulate(self, batch: Batch, loss_scale: float) -> float:
+        self._ensure_slots()
+        mx.random.seed(self.setup.seed * 1_000_003 + self._micro)
+        self._micro += 1
+        dtype = "float32"
+        labels = nd.array(batch["labels"], ctx=self.ctx, dtype=dtype)
+        with autograd.record(train_mode=True):
+            loss = self._loss(self.block(*self._inputs(batch)), labels)
+            scaled = loss * loss_scale
+        scaled.backward()
+        value = float(loss.asscalar())
+        if self.observer is not None:
+            self.observer.train_loss(value)
+        return value
+
+    def step(self, learning_rate: float) -> None:
+        self._ensure_slots()
+        grads = {name: p.grad(self.ctx) for name, p in self.params.items()}
+        clip = 1.0
+        if self.setup.max_grad_norm > 0:
+            arrays = list(grads.values())
+            norm = float(nd.multi_sum_sq(*arrays, num_arrays=len(arrays)).sum().sqrt().asscalar())
+            clip = min(1.0, self.setup.max_grad_norm / (norm + 1e-6))
+        self._t += 1
+        c1, c2 = 1.0 - BETA1**self._t, 1.0 - BETA2**self._t
+        # MXNet's fused AdamW has no bias correction; folding it into the learning rate and epsilon
+        # gives torch's update exactly: lr/c1 * m / (sqrt(v/c2) + eps) == lr*sqrt(c2)/c1 * m / (sqrt(v) + eps*sqrt(c2)).
+        lr = learning_rate * c2**0.5 / c1
+        eps = EPS * c2**0.5
+        rescale = nd.array([clip], ctx=self.ctx)
+        for name, param in self.params.items():
+            weight = param.data(self.ctx)
+            m, v = self._slots[name]
+            wd = learning_rate * self.setup.weight_decay if self._decay[name] else 0.0
+            nd.contrib.adamw_update(
+                weight, grads[name], m, v, rescale, lr=lr, eta=1.0, beta1=BETA1, beta2=BETA2, epsilon=eps, wd=wd, out=weight
+            )
+            param.zero_grad()
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return self.block.hf_state()
+
+    def restore(self, snapshot: Mapping[str, np.ndarray]) -> None:
+        self.block.set_hf_state(snapshot)
+
+    def training_state(self) -> dict[str, np.ndarray]:
+        state = {f"model.{k}": v for k, v in self.snapshot().items()}
+        from .bert import gluon_to_hf
+
+        for name, (m, v) in self._slots.items():
+            hf = gluon_to_hf(name, self.block.num_layers)
+            state[f"adamw.{hf}.exp_avg"] = m.asnumpy()
+            state[f"adamw.{hf}.exp_avg_sq"] = v.asnumpy()
+        if self._slots:
+            state["adamw.t"] = np.array([self._t], dtype=np.float32)
+        state["rng.mxnet_micro_batches"] = np.array([self._micro], dtype=np.int64)
+        return state
+
+    def load_training_state(self, state: Mapping[str, np.ndarray]) -> None:
+        from .bert import gluon_to_hf
+
+        self.restore({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        if "adamw.t" in state:
+            self._ensure_slots()
+            for name, (m, v) in self._slots.items():
+                hf = gluon_to_hf(name, self.block.num_layers)
+                m[:] = nd.array(state[f"adamw.{hf}.exp_avg"], ctx=self.ctx)
+                v[:] = nd.array(state[f"adamw.{hf}.exp_avg_sq"], ctx=self.ctx)
+            self._t = int(state["adamw.t"][0])
+        self._micro = int(state["rng.mxnet_micro_batches"][0])
+
+    def save(self, directory: Path) -> None:
+        save_state(directory, self.config, self.snapshot())
