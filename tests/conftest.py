@@ -59,6 +59,48 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     return write_tokenizer_folder(tmp_path_factory.mktemp("tok"))
 
 
+def write_random_bert(folder: Path, seed: int = 0) -> Path:
+    """A random BERT checkpoint written with numpy only (for environments without torch):
+    BertModel names, normal(0, 0.02) weights, LayerNorm at identity."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    write_tokenizer_folder(folder)
+    rng = np.random.default_rng(seed)
+    h, inter, vocab = TINY_CONFIG["hidden_size"], TINY_CONFIG["intermediate_size"], len(VOCAB)
+    state = {}
+
+    def dense(name, out, inp):
+        state[name + ".weight"] = rng.normal(0, 0.02, (out, inp)).astype(np.float32)
+        state[name + ".bias"] = np.zeros(out, np.float32)
+
+    def norm(name):
+        state[name + ".weight"], state[name + ".bias"] = np.ones(h, np.float32), np.zeros(h, np.float32)
+
+    state["embeddings.word_embeddings.weight"] = rng.normal(0, 0.02, (vocab, h)).astype(np.float32)
+    state["embeddings.position_embeddings.weight"] = rng.normal(0, 0.02, (TINY_CONFIG["max_position_embeddings"], h)).astype(np.float32)
+    state["embeddings.token_type_embeddings.weight"] = rng.normal(0, 0.02, (2, h)).astype(np.float32)
+    norm("embeddings.LayerNorm")
+    for i in range(TINY_CONFIG["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+        for part in ("query", "key", "value"):
+            dense(p + "attention.self." + part, h, h)
+        dense(p + "attention.output.dense", h, h)
+        norm(p + "attention.output.LayerNorm")
+        dense(p + "intermediate.dense", inter, h)
+        dense(p + "output.dense", h, inter)
+        norm(p + "output.LayerNorm")
+    dense("pooler.dense", h, h)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def numpy_model_dir(tmp_path_factory) -> Path:
+    """A random 2-layer BERT (hidden 32) made without torch (the mxnet environment has none)."""
+    return write_random_bert(tmp_path_factory.mktemp("numpy_bert"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random-initialised 2-layer BERT (hidden 32) as a Hugging Face folder."""

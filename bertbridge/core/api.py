@@ -74,6 +74,7 @@ def train(
         trainers = ", ".join(b.name for b in backends() if b.trains and spec.task.type in b.tasks)
         raise NotSupportedError(f"backend {chosen.name!r} runs exported models only and cannot train; train with one of: {trainers}.")
     target = check_output_dir(Path(output_dir) if output_dir is not None else Path(spec.output_dir))
+    debug_dir = _check_debugger(spec, chosen, target)
     if spec.data.train is None:
         raise SpecError("data.train is not set: give the path of the training file (csv, tsv or jsonl).")
     multi = spec.task.multi_label
@@ -131,11 +132,16 @@ def train(
     model = chosen.create_model(model_dir, setup)
     clf = TextClassifier(model, encoder, manifest, batch_size=spec.training.eval_batch_size)
     evaluate = (lambda: clf.evaluate_split(validation, show_progress=False)) if validation is not None else None
+    observer = _debug_observer(spec, chosen, model, validation or train_split, encoder, debug_dir) if debug_dir else None
     result = fit(
         model, train_split.features, train_split.targets, spec.training,
         multi_label=multi, evaluate=evaluate, log=_log, pad_id=encoder.pad_id,
-        fingerprint=_run_fingerprint(spec, chosen.name, train_split, validation),
+        fingerprint=_run_fingerprint(spec, chosen.name, train_split, validation), observer=observer,
     )
+    if observer is not None:
+        clf.debug_report = observer.close()  # type: ignore[attr-defined]
+        verdicts = {f"debugger_rule_{k}_triggered": float(bool(v.get("triggered"))) for k, v in clf.debug_report.rules.items()}
+        _log(verdicts, "debugger", result.steps, result.epochs)
     metrics = dict(result.final_metrics)
     metrics["train_samples_per_s"] = result.train_samples_per_s
     metrics["train_seconds"] = result.train_seconds
@@ -146,6 +152,43 @@ def train(
     clf.save(target, metrics=metrics)
     clf.training_result = result  # type: ignore[attr-defined]
     return clf
+
+
+def _check_debugger(spec: TaskSpec, chosen, target: Path) -> Optional[Path]:
+    """The trial folder of a debugger run (checked before any work), or None."""
+    if not spec.debugger.attention:
+        return None
+    if not chosen.debugger:
+        able = ", ".join(b.name for b in backends() if b.debugger) or "none installed"
+        raise NotSupportedError(
+            f"debugger.attention is set, but backend {chosen.name!r} has no SageMaker Debugger capture; "
+            f"backends with it: {able}. Set backend: mxnet or debugger.attention: false."
+        )
+    from .debugger import REPORT_NAME
+
+    out = Path(spec.debugger.out_dir) if spec.debugger.out_dir else target.parent / f"{target.name}-debug"
+    if out.exists() and any(out.iterdir()) and not (out / REPORT_NAME).exists():
+        raise SpecError(
+            f"debugger.out_dir {out} is a non-empty folder that is not a bertbridge trial; "
+            "choose an empty or new folder (an earlier bertbridge trial there is replaced)."
+        )
+    return out
+
+
+def _debug_observer(spec: TaskSpec, chosen, model, split: Split, encoder: TextEncoder, out: Path):
+    import shutil
+
+    from .debugger import Observer, Report, make_probe
+
+    if out.exists():
+        shutil.rmtree(out)  # an earlier bertbridge trial (checked in _check_debugger)
+    probe = make_probe(split.features, split.examples, encoder, spec.debugger.examples, encoder.pad_id)
+    session = chosen.debug_session(model, spec.debugger, probe, out)
+    report = Report(
+        trial=str(out), backend=chosen.name, num_layers=session.num_layers, num_heads=session.num_heads,
+        tokens=probe.tokens, texts=probe.texts, tensors=session.tensor_names(),
+    )
+    return Observer(session, spec.debugger.steps, report, out)
 
 
 def _run_fingerprint(spec: TaskSpec, backend_name: str, train_split: Split, validation: Optional[Split]) -> str:

@@ -126,6 +126,8 @@ class Backend:
     """False for inference-only backends (they load exports); training with one is refused up front."""
     exports: ClassVar[tuple[str, ...]] = ()
     """Export formats this backend writes (``savedmodel``, ...); see :meth:`export`."""
+    debugger: ClassVar[bool] = False
+    """True when :meth:`debug_session` records SageMaker Debugger trials (``debugger.attention``)."""
     sagemaker_image: ClassVar[Mapping[str, str]] = {}
     """How to find the SageMaker training image: ``framework``, ``version``, ``py_version``
     (arguments of ``sagemaker.core.image_uris.retrieve``)."""
@@ -209,6 +211,10 @@ class Backend:
         self.ensure_supports("text_classification")
         raise NotImplementedError(f"{type(self).__name__} lists text_classification but does not implement load_model")
 
+    def debug_session(self, model: TrainableModel, config: Any, probe: Any, out_dir: Path) -> Any:
+        """A :class:`bertbridge.core.debugger.DebugSession` recording ``probe``'s attention in an
+        smdebug trial at ``out_dir`` while ``model`` trains (backends with ``debugger = True``)."""
+        raise NotSupportedError(f"backend {self.name!r} has no SageMaker Debugger capture.")
 
     def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options: Any) -> Path:
         """Write the artifact at ``artifact_dir`` in format ``fmt`` (one of :attr:`exports`)

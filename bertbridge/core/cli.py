@@ -134,6 +134,13 @@ def _train(args) -> int:
     from .api import train
 
     clf = train(args.spec, backend=args.backend, overrides=args.overrides, output_dir=args.output_dir)
+    report = getattr(clf, "debug_report", None)
+    if report is not None:
+        from .debugger import format_verdicts
+
+        print(f"debugger_trial={report.trial}")
+        for line in format_verdicts(report.rules):
+            print(line)
     print(f"model_dir={clf.path}")
     return 0
 

@@ -197,6 +197,42 @@ class TrainingConfig:
             raise SpecError(f"{path}.weight_decay and {path}.max_grad_norm must be >= 0 (max_grad_norm 0 disables clipping).")
 
 
+DEBUGGER_RULES = ("loss_not_decreasing", "overfit")
+
+
+@dataclass(frozen=True)
+class DebuggerConfig:
+    """SageMaker Debugger (``smdebug``) capture while training (backends with ``debugger``
+    support: mxnet).
+
+    With ``attention: true`` the run writes an smdebug trial to ``out_dir`` (relative
+    to the spec file; default: the model folder's path plus ``-debug``) holding, in
+    evaluation mode, each layer's attention weights, the attention cells' inputs and
+    query/key projections and the token ids of the first ``examples`` validation
+    examples, recorded at the optimizer ``steps`` listed (0: before the first update;
+    default: 0 and every evaluation) and at every evaluation, where the validation
+    loss is recorded too; and, in training mode, the loss of every micro-batch.
+    After training the ``rules`` run against the trial and their verdicts are printed
+    and saved to ``bertbridge-debug.json`` in the trial folder.
+    ``bertbridge attention TRIAL --step N`` renders a recorded step.
+    """
+
+    attention: bool = False
+    out_dir: Optional[str] = None
+    steps: Optional[tuple[int, ...]] = None
+    examples: int = 4
+    rules: tuple[str, ...] = DEBUGGER_RULES
+
+    def _validate(self, path: str) -> None:
+        if not 1 <= self.examples <= 64:
+            raise SpecError(f"{path}.examples must be between 1 and 64, got {self.examples}.")
+        if self.steps is not None and any(s < 0 for s in self.steps):
+            raise SpecError(f"{path}.steps must be optimizer steps >= 0 (0 = before the first update), got {list(self.steps)}.")
+        unknown = [r for r in self.rules if r not in DEBUGGER_RULES]
+        if unknown:
+            raise SpecError(f"{path}.rules has {unknown[0]!r}; known rules: {', '.join(DEBUGGER_RULES)}.")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """The whole spec. ``backend`` (optional) picks the framework; see
@@ -207,6 +243,7 @@ class TaskSpec:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    debugger: DebuggerConfig = field(default_factory=DebuggerConfig)
     backend: Optional[str] = None
     output_dir: str = "outputs/model"
 
@@ -263,7 +300,10 @@ class TaskSpec:
         candidate = base / model.name
         if not os.path.isabs(model.name) and (os.sep in model.name or candidate.is_dir()):
             model = dataclasses.replace(model, name=str(candidate.resolve()))
-        return dataclasses.replace(self, data=data, model=model, training=training, output_dir=resolve(self.output_dir))
+        debugger = dataclasses.replace(self.debugger, out_dir=resolve(self.debugger.out_dir))
+        return dataclasses.replace(
+            self, data=data, model=model, training=training, debugger=debugger, output_dir=resolve(self.output_dir)
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -384,6 +424,8 @@ def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> 
             raise SpecError(f"{path} must be a list, got {value!r}.")
         if not value:
             raise SpecError(f"{path} must not be an empty list (leave it out instead).")
+        if args and args[0] is int:
+            return tuple(_coerce(v, int, f"{path}[{i}]") for i, v in enumerate(value))
         for item in value:
             if item is None or isinstance(item, (bool, list, dict)):
                 raise SpecError(

@@ -124,6 +124,10 @@ class TextEncoder:
         """The word pieces of ``text`` (for display and debugging)."""
         return self._tokenizer.encode(text).tokens
 
+    def id_tokens(self, ids: Sequence[int]) -> list[str]:
+        """The vocabulary entries of token ids (``[CLS]``, word pieces, ``[SEP]``)."""
+        return [self._tokenizer.id_to_token(int(i)) or "[UNK]" for i in ids]
+
     def save(self, directory: Path) -> None:
         """Copy the tokenizer files into ``directory``; write tokenizer.json if the source had none."""
         for name in TOKENIZER_FILES:

@@ -95,12 +95,15 @@ def fit(
     log: LogFn,
     pad_id: int = 0,
     fingerprint: str = "",
+    observer=None,
 ) -> TrainResult:
     """Fine-tune ``model`` for ``cfg.epochs`` epochs; ``evaluate`` (if any) returns validation metrics.
 
     With ``cfg.checkpoint_dir`` set, a checkpoint is written every ``cfg.checkpoint_interval``
     optimizer steps (0: after each epoch), and a run that finds one there (from the same
     ``fingerprint``) resumes from it: same batches, same RNG streams, same result.
+    ``observer`` (a :class:`bertbridge.core.debugger.Observer`) is told about steps and
+    evaluations, for debugger capture.
     """
     from . import checkpoints
 
@@ -138,6 +141,8 @@ def fit(
         loop.final_metrics = dict(metrics)
         epoch_now = loop.step / steps_per_epoch
         log({f"eval_{k}": v for k, v in metrics.items()}, "eval", loop.step, epoch_now)
+        if observer is not None:
+            observer.after_eval(loop.step, metrics)
         loop.history.append({"step": loop.step, "epoch": epoch_now, **metrics})
         value = metrics[metric]
         delta = cfg.early_stopping.min_delta
@@ -159,6 +164,8 @@ def fit(
 
     bar = progress.bar(total_steps, "training", unit="step")
     bar.update(loop.step)
+    if observer is not None:
+        observer.before_training(loop.step)
     try:
         while loop.epoch < cfg.epochs and not stopped:
             rng.bit_generator.state = loop.epoch_rng
@@ -180,6 +187,8 @@ def fit(
                 loop.train_seconds += elapsed
                 window_seconds += elapsed
                 bar.update(1)
+                if observer is not None:
+                    observer.after_step(loop.step)
                 if loop.step % cfg.log_interval == 0 or loop.step == total_steps:
                     log(
                         {

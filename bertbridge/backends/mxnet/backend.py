@@ -42,6 +42,11 @@ class MXNetBackend(Backend):
 
         return MXClassifier.from_artifact(artifact_dir, setup)
 
+    def debug_session(self, model, config, probe, out_dir: Path):
+        from .debugger import SmdebugSession
+
+        return SmdebugSession(model, config, probe, out_dir)
+
     def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
         from .export import export_symbol
 

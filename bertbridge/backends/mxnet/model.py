@@ -44,7 +44,9 @@ class MXClassifier(TrainableModel):
         self._t = 0
         self._micro = 0  # forward passes in training mode so far (dropout seed stream)
         self.block.hybridize(static_alloc=False)
-        self.observer = None  # a debugger session, when attention capture is on
+        loss = mx.gluon.loss
+        self.loss_block = loss.SigmoidBinaryCrossEntropyLoss() if setup.multi_label else loss.SoftmaxCrossEntropyLoss()
+        self.debug_hook = None  # set by a debugger session (debugger.py) while it records
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -79,10 +81,9 @@ class MXClassifier(TrainableModel):
         )
 
     def _loss(self, logits, labels):
-        if self.setup.multi_label:
-            # numerically stable binary cross-entropy with logits, as torch's BCEWithLogitsLoss
-            return (nd.relu(logits) - logits * labels + nd.log1p(nd.exp(-nd.abs(logits)))).mean()
-        return -nd.pick(nd.log_softmax(logits, axis=-1), labels, axis=-1).mean()
+        """Mean cross-entropy (softmax, or sigmoid per label) through a Gluon loss block, which a
+        debugger hook can watch."""
+        return self.loss_block(logits, labels).mean()
 
     def _ensure_slots(self) -> None:
         if self._slots:
@@ -96,6 +97,9 @@ class MXClassifier(TrainableModel):
 
     # -- contract ----------------------------------------------------------
     def logits(self, batch: Batch) -> np.ndarray:
+        if self.debug_hook is not None:
+            with self.debug_hook.predicting():  # evaluation passes are not training steps of the trial
+                return self.block(*self._inputs(batch)).asnumpy()
         return self.block(*self._inputs(batch)).asnumpy()
 
     def accumulate(self, batch: Batch, loss_scale: float) -> float:
@@ -108,10 +112,7 @@ class MXClassifier(TrainableModel):
             loss = self._loss(self.block(*self._inputs(batch)), labels)
             scaled = loss * loss_scale
         scaled.backward()
-        value = float(loss.asscalar())
-        if self.observer is not None:
-            self.observer.train_loss(value)
-        return value
+        return float(loss.asscalar())
 
     def step(self, learning_rate: float) -> None:
         self._ensure_slots()
