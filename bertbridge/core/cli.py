@@ -10,6 +10,7 @@
     bertbridge serve MODEL [--host 127.0.0.1] [--port 8080]   # GET /ping, POST /invocations
     bertbridge export MODEL --format savedmodel --out DIR [--version 1]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
+    bertbridge attention TRIAL --step N --out view.html [--png grid.png] [--example I]
     bertbridge backends [--json]
     bertbridge spec SPEC [--set ...]            # print the resolved, validated spec
 
@@ -106,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, default=1, help="number of files (default 1)")
     p.add_argument("--fixed-length", action="store_true", help="pad every example to training.max_seq_length")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p = sub.add_parser("attention", help="render attention recorded by a debugger run (HTML head view, PNG grid)")
+    p.add_argument("trial", help="the trial folder (debugger.out_dir of a run with debugger.attention: true)")
+    p.add_argument("--step", type=int, required=True, help="optimizer step to show (see bertbridge-debug.json)")
+    p.add_argument("--out", required=True, help="the HTML file to write (self-contained, works offline)")
+    p.add_argument("--example", type=int, default=0, help="which recorded example (default 0)")
+    p.add_argument("--png", help="also write a per-layer heatmap grid to this PNG file")
 
     p = sub.add_parser("backends", help="list backends, their framework versions and availability")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -237,6 +245,15 @@ def _export_tfrecord(args) -> int:
     return 0
 
 
+def _attention(args) -> int:
+    from .attention_view import write
+
+    data = write(args.trial, args.step, Path(args.out), example=args.example, png=Path(args.png) if args.png else None)
+    print(json.dumps({"html": str(Path(args.out).resolve()), "png": str(Path(args.png).resolve()) if args.png else None,
+                      "tokens": len(data.tokens), "layers": int(data.attention.shape[0]), "heads": int(data.attention.shape[1])}))
+    return 0
+
+
 def _backends(args) -> int:
     from .api import list_backends
     from .registry import backends
@@ -269,7 +286,7 @@ def _spec(args) -> int:
 
 _COMMANDS = {
     "train": _train, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "sagemaker": _sagemaker, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
-    "backends": _backends, "spec": _spec,
+    "backends": _backends, "spec": _spec, "attention": _attention,
 }
 
 
