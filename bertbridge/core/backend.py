@@ -181,14 +181,14 @@ class Backend:
     def ensure_available(self) -> None:
         status = self.status()
         if not status.available:
+            how = self.install_note() or f"Install it with: pip install 'bertbridge[{self.extra}]'"
             raise BackendUnavailableError(
                 f"backend {self.name!r} needs {', '.join(self.requires)}, which is not installed in this "
-                f"Python ({_python()}). Install it with: pip install 'bertbridge[{self.extra}]'"
-                + self.install_note()
+                f"Python ({_python()}). {how}"
             )
 
     def install_note(self) -> str:
-        """Extra install advice appended to the 'not installed' error (override)."""
+        """How to install the framework, when ``pip install 'bertbridge[<extra>]'`` is not the answer."""
         return ""
 
     def ensure_supports(self, task_type: str) -> None:

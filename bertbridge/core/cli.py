@@ -125,8 +125,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
+        from .elsewhere import maybe_forward
+
+        forwarded = maybe_forward(args, argv)
+        if forwarded is not None:
+            return forwarded
         return _COMMANDS[args.command](args)
     except BertbridgeError as exc:
         if args.debug:
@@ -201,7 +207,15 @@ def _predict(args) -> int:
 def _run_local(args) -> int:
     from .local_runner import run_local
 
-    run = run_local(args.spec, backend=args.backend, base_dir=args.base_dir, python=args.python,
+    python = args.python
+    if python is None:
+        from .elsewhere import installed_here, interpreter_for, target_backend
+        from .registry import backends
+
+        name = target_backend(args)
+        if name and not installed_here(backends().get(name).requires):
+            python = interpreter_for(name)
+    run = run_local(args.spec, backend=args.backend, base_dir=args.base_dir, python=python,
                     input_mode=args.input_mode, overrides=args.overrides)
     print(json.dumps({"base_dir": str(run.base), "returncode": run.returncode,
                       "model_tar": str(run.model_tar) if run.model_tar else None}))

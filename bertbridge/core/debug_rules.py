@@ -41,17 +41,16 @@ class _VerdictRule(Rule):
 
 
 class LossNotDecreasing(_VerdictRule):
-    """Fires when the mean training loss of ``patience`` consecutive windows of ``num_steps``
-    micro-batches each fails to fall below the previous window's by ``min_decrease`` (a fraction).
+    """Fires when the mean training loss over windows of ``num_steps`` micro-batches has not
+    beaten its best window by ``min_decrease`` (a fraction) for ``patience`` windows in a row.
     ``step`` in the verdict is the trial's global step where it fired."""
 
     def __init__(self, base_trial, num_steps: int = 10, patience: int = 2, min_decrease: float = 0.0) -> None:
         super().__init__(base_trial)
         self.num_steps, self.patience, self.min_decrease = num_steps, patience, min_decrease
         self._window: list[float] = []
-        self._previous: Optional[float] = None
+        self._best: Optional[float] = None
         self._stale = 0
-        self._windows = 0
 
     def invoke_at_step(self, step: int) -> bool:
         if self.base_trial.mode(step) != ModeKeys.TRAIN:
@@ -64,12 +63,8 @@ class LossNotDecreasing(_VerdictRule):
         if len(self._window) < self.num_steps:
             return False
         mean, self._window = float(np.mean(self._window)), []
-        self._windows += 1
-        previous, self._previous = self._previous, mean
-        if previous is None:
-            return False
-        if mean < previous * (1.0 - self.min_decrease):
-            self._stale = 0
+        if self._best is None or mean < self._best * (1.0 - self.min_decrease):
+            self._best, self._stale = mean, 0
             self.detail = f"mean loss fell to {mean:.4g} over the last {self.num_steps} micro-batches"
             return False
         self._stale += 1
@@ -77,7 +72,7 @@ class LossNotDecreasing(_VerdictRule):
             self.triggered_at = step
             self.detail = (
                 f"mean training loss did not decrease for {self.patience} windows of {self.num_steps} "
-                f"micro-batches (now {mean:.4g}, before {previous:.4g})"
+                f"micro-batches (now {mean:.4g}, best {self._best:.4g})"
             )
             return True
         return False

@@ -27,9 +27,11 @@ class MXNetBackend(Backend):
 
     def install_note(self) -> str:
         return (
-            ". MXNet 1.9 needs numpy<2 and smdebug needs protobuf<=3.20.3, so it gets its own environment: "
-            "run `make mxnet-env` (creates .venv-mxnet), then either use .venv-mxnet/bin/bertbridge or set "
-            "BERTBRIDGE_MXNET_PYTHON=.venv-mxnet/bin/python so this environment's CLI forwards mxnet commands there."
+            "MXNet 1.9 needs numpy<2 and SageMaker Debugger protobuf<=3.20.3, which TensorFlow 2.21 cannot share, "
+            "so it gets its own environment: run `make mxnet-env` (creates .venv-mxnet; or pip install "
+            "'numpy==1.26.4' 'bertbridge[mxnet,debugger]' in a new virtual environment), then either use "
+            ".venv-mxnet/bin/bertbridge, or set BERTBRIDGE_MXNET_PYTHON=.venv-mxnet/bin/python and this "
+            "environment's bertbridge command forwards mxnet commands there."
         )
 
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
