@@ -49,7 +49,7 @@ demo: $(CORE)
 
 test: $(FULL) $(MXNET)
 	BERTBRIDGE_MXNET_PYTHON=$(abspath $(MXPY)) $(PY) -m pytest tests
-	$(MXPY) -m pytest tests/mxnet
+	$(MXPY) -m pytest tests/mxnet_env
 
 bench: $(FULL)
 	$(PY) bench/train_classification.py

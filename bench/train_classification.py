@@ -20,6 +20,12 @@ evaluate). Data: GLUE SST-2 (Socher et al. 2013), from ../shared/data/sst2.
 ``--compare B`` also trains with backend B in the same run and adds
 ``reference_backend``, ``reference_dev_accuracy``, ``reference_train_samples_per_s``
 and ``time_ratio_vs_reference`` (our training time / B's; below 1.5 is the target).
+
+A backend whose framework is not importable here (mxnet: its own environment) runs in
+the interpreter of ``BERTBRIDGE_<BACKEND>_PYTHON`` (default ``.venv-mxnet/bin/python``),
+in a subprocess of this run; the Trainer peer runs here::
+
+    python bench/train_classification.py --backend mxnet --compare pytorch
 """
 
 from __future__ import annotations
@@ -50,7 +56,29 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mixed-precision", action="store_true", help="bf16 autocast in both tools")
     p.add_argument("--compare", metavar="BACKEND", help="also train with this backend (e.g. pytorch)")
     p.add_argument("--no-peer", action="store_true", help="skip the Hugging Face Trainer run")
+    p.add_argument("--worker", nargs=3, metavar=("TRAIN", "DEV", "OUT"), help=argparse.SUPPRESS)
     return p.parse_args()
+
+
+def run_backend(args, train_path: Path, dev_path: Path, out: Path, backend: str) -> dict:
+    """bertbridge with ``backend``: here when its framework is importable, else in its own environment."""
+    from bertbridge.core.elsewhere import installed_here, interpreter_for
+    from bertbridge.core.registry import backends
+
+    if installed_here(backends().get(backend).requires):
+        return run_bertbridge(args, train_path, dev_path, out, backend)
+    import subprocess
+
+    python = interpreter_for(backend) or str(ROOT / f".venv-{backend}" / "bin" / "python")
+    argv = [python, __file__, "--worker", str(train_path), str(dev_path), str(out), "--backend", backend]
+    for flag in ("rows", "epochs", "batch_size", "learning_rate", "max_seq_length", "seed", "model"):
+        argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    if args.mixed_precision:
+        argv.append("--mixed-precision")
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the {backend} run failed in {python}:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def head_rows(src: Path, rows: int, dst: Path) -> None:
@@ -136,6 +164,15 @@ def run_trainer(args, train_path: Path, dev_path: Path, out: Path) -> dict:
 
 def main() -> None:
     args = parse_args()
+    if args.worker:
+        import contextlib
+        import io
+
+        os.environ.setdefault("BERTBRIDGE_PROGRESS", "0")
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = run_bertbridge(args, Path(args.worker[0]), Path(args.worker[1]), Path(args.worker[2]), args.backend)
+        print(json.dumps(result))
+        return
     data = Path(args.data_dir)
     if not (data / "train.tsv").is_file():
         raise SystemExit(f"SST-2 not found at {data}; pass --data-dir (needs train.tsv and dev.tsv)")
@@ -148,8 +185,8 @@ def main() -> None:
         import contextlib
 
         with contextlib.redirect_stdout(io.StringIO()):  # keep stdout to the one JSON line
-            ours = run_bertbridge(args, train_path, data / "dev.tsv", tmp / "ours", args.backend)
-            ref = run_bertbridge(args, train_path, data / "dev.tsv", tmp / "ref", args.compare) if args.compare else {}
+            ours = run_backend(args, train_path, data / "dev.tsv", tmp / "ours", args.backend)
+            ref = run_backend(args, train_path, data / "dev.tsv", tmp / "ref", args.compare) if args.compare else {}
             peer = {} if args.no_peer else run_trainer(args, train_path, data / "dev.tsv", tmp / "peer")
     import torch
 

@@ -14,8 +14,8 @@ import pytest
 
 from bertbridge.core import registry
 
-# tests/mxnet runs in the MXNet environment (make mxnet-env; make test runs both suites)
-collect_ignore = [] if importlib.util.find_spec("mxnet") else ["mxnet"]
+# tests/mxnet_env runs in the MXNet environment (make mxnet-env; make test runs both suites)
+collect_ignore = [] if importlib.util.find_spec("mxnet") else ["mxnet_env"]
 
 POSITIVE = ["good", "great", "lovely", "superb", "fine", "happy", "brilliant", "charming"]
 NEGATIVE = ["bad", "awful", "poor", "boring", "ugly", "sad", "dreadful", "dull"]

@@ -34,7 +34,7 @@ def test_backends_json(capsys):
     assert main(["backends", "--json"]) == 0
     data = {b["name"]: b for b in json.loads(capsys.readouterr().out)}
     assert data["pytorch"]["available"] is True and data["pytorch"]["tasks"] == ["text_classification"]
-    assert data["mxnet"]["tasks"] == []
+    assert data["mxnet"]["tasks"] == ["text_classification"]
 
 
 @pytest.fixture()

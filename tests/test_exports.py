@@ -59,7 +59,7 @@ def test_onnx_export_without_its_packages_names_the_extra(trained, tmp_path, mon
 
 def test_onnx_backend_is_inference_only(trained, tmp_path):
     pytest.importorskip("onnxruntime")
-    with pytest.raises(NotSupportedError, match="backend 'onnx' runs exported models only and cannot train; train with one of: pytorch, tensorflow"):
+    with pytest.raises(NotSupportedError, match="backend 'onnx' runs exported models only and cannot train; train with one of: mxnet, pytorch, tensorflow"):
         bertbridge.train(tiny_spec(trained.path, {"train": "x.tsv"}, tmp_path / "o"), backend="onnx")
     with pytest.raises(bertbridge.BertbridgeError, match="no model.onnx"):
         bertbridge.load(trained.path, backend="onnx")

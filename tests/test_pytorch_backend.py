@@ -1,5 +1,6 @@
 """The PyTorch backend end to end on a tiny random BERT: train, evaluate, predict, save, load."""
 
+import importlib.util
 import json
 import os
 import re
@@ -229,9 +230,9 @@ def test_a_bad_output_dir_is_refused_before_training(tiny_model_dir, toy_data, t
 
 
 def test_other_backends_and_tasks_fail_clearly(tiny_model_dir, toy_data, tmp_path):
-    for name in ("mxnet",):
-        with pytest.raises(BackendError, match=rf"(bertbridge\[{name}\]|cannot do 'text_classification' yet)"):
-            bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / name), backend=name)
+    if importlib.util.find_spec("mxnet") is None:  # the main environment: MXNet lives in its own
+        with pytest.raises(BackendError, match=r"make mxnet-env"):
+            bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "mx"), backend="mxnet")
     spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "qa")
     spec["task"] = {"type": "question_answering"}
     with pytest.raises(NotSupportedError, match="not implemented yet"):

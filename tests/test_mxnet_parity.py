@@ -1,0 +1,136 @@
+"""MXNet against PyTorch and TensorFlow, driven from the main environment.
+
+MXNet lives in its own environment (make mxnet-env); these tests reach it the way
+users do: through BERTBRIDGE_MXNET_PYTHON (make test sets it) or .venv-mxnet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bertbridge
+from bertbridge.core.artifacts import Manifest, write_manifest
+from bertbridge.core.backend import ModelSetup
+from bertbridge.core.registry import backends, models
+from bertbridge.core.tokenize import TextEncoder
+from conftest import tiny_spec, toy_sentences
+
+REPO = Path(__file__).resolve().parents[1]
+TEXTS = ["the film was good", "the food was awful", "a very dull plot", "happy and charming actors and a lovely story"]
+
+
+def _mx_python() -> str:
+    path = os.environ.get("BERTBRIDGE_MXNET_PYTHON") or str(REPO / ".venv-mxnet" / "bin" / "python")
+    if not Path(path).is_file():
+        pytest.skip("no MXNet environment: run make mxnet-env (make test builds it)")
+    return path
+
+
+def _in_mxnet(code: str, **args) -> dict:
+    out = subprocess.run([_mx_python(), "-c", code, json.dumps(args)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+RAW_LOGITS = """
+import json, sys
+import numpy as np
+from bertbridge.core.registry import backends
+from bertbridge.core.backend import ModelSetup
+from bertbridge.core.batching import collate
+from bertbridge.core.tokenize import TextEncoder
+a = json.loads(sys.argv[1])
+setup = ModelSetup(num_labels=a["n"], multi_label=False, id2label={i: str(i) for i in range(a["n"])}, seed=3,
+                   weight_decay=0.01, max_grad_norm=0.5)
+model = backends().get("mxnet").load_model(a["model"], setup)
+enc = TextEncoder.from_pretrained(a["model"])
+feats = enc.encode(a["texts"], max_length=a.get("max_length", 64))
+batch = collate(feats, np.arange(len(a["texts"])), labels=np.array(a.get("labels") or [0] * len(a["texts"])))
+for lr in a.get("steps", []):
+    model.accumulate(batch, 1.0)
+    model.step(lr)
+print(json.dumps(model.logits(batch).tolist()))
+"""
+
+
+def _classifier_folder(base: Path, tmp_path: Path, n: int) -> Path:
+    setup = ModelSetup(num_labels=n, multi_label=False, id2label={i: str(i) for i in range(n)}, seed=1)
+    out = tmp_path / f"start-{base.name}"
+    out.mkdir()
+    backends().get("pytorch").create_model(base, setup).save(out)
+    TextEncoder.from_pretrained(base).save(out)
+    write_manifest(out, Manifest(task="text_classification", labels=tuple(str(i) for i in range(n)), backend="pytorch",
+                                 max_seq_length=128, lowercase=True))
+    return out
+
+
+def _torch_logits(folder: Path, texts, n: int, steps=(), labels=None) -> np.ndarray:
+    from bertbridge.core.batching import collate
+
+    setup = ModelSetup(num_labels=n, multi_label=False, id2label={i: str(i) for i in range(n)}, seed=3,
+                       weight_decay=0.01, max_grad_norm=0.5)
+    model = backends().get("pytorch").load_model(folder, setup)
+    feats = TextEncoder.from_pretrained(folder).encode(texts, max_length=64)
+    batch = collate(feats, np.arange(len(texts)), labels=np.array(labels or [0] * len(texts)))
+    for lr in steps:
+        model.accumulate(batch, 1.0)
+        model.step(lr)
+    return model.logits(batch)
+
+
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_same_checkpoint_same_logits_on_pytorch_and_mxnet(which, tiny_model_dir, tmp_path):
+    base = tiny_model_dir if which == "tiny" else models().resolve("minilm")
+    folder = _classifier_folder(base, tmp_path, 3)
+    texts = TEXTS + [" ".join(["An absolute joy from start to finish, with a few slow scenes."] * 6)]
+    want = _torch_logits(folder, texts, 3)
+    got = np.array(_in_mxnet(RAW_LOGITS, model=str(folder), texts=texts, n=3))
+    assert np.abs(got - want).max() <= 1e-4
+
+
+def test_two_adamw_steps_match_pytorch(tiny_model_dir, tmp_path):
+    """Same start, same batch, same AdamW steps (decay, clipping, bias correction): same logits."""
+    folder = _classifier_folder(tiny_model_dir, tmp_path, 2)
+    texts = [t for t, _ in toy_sentences(8)]
+    labels = [0, 1] * 4
+    want = _torch_logits(folder, texts, 2, steps=(1e-3, 5e-4), labels=labels)
+    got = np.array(_in_mxnet(RAW_LOGITS, model=str(folder), texts=texts, n=2, steps=[1e-3, 5e-4], labels=labels))
+    assert np.abs(got - want).max() <= 1e-4
+
+
+def test_mxnet_trained_model_opens_in_pytorch_and_tensorflow(tiny_model_dir, toy_data, tmp_path):
+    """Train with backend mxnet from this environment (the CLI forwards to the MXNet one)."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "mx", epochs=4), "backend": "mxnet"}))
+    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": _mx_python()}
+    run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "train", str(spec)], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"model_dir={tmp_path / 'mx'}" in run.stdout
+    assert Manifest.read(tmp_path / "mx").backend == "mxnet"
+    got = np.array(_in_mxnet(RAW_LOGITS, model=str(tmp_path / "mx"), texts=TEXTS, n=2))
+    probs = np.exp(got) / np.exp(got).sum(1, keepdims=True)
+    for name in ("pytorch", "tensorflow"):
+        pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[name])
+        other = bertbridge.load(tmp_path / "mx", backend=name).predict_proba(TEXTS)
+        assert np.abs(other - probs).max() <= 1e-4, name
+
+
+def test_without_the_mxnet_environment_the_error_says_how_to_get_it(tiny_model_dir, toy_data, tmp_path):
+    if __import__("importlib").util.find_spec("mxnet"):
+        pytest.skip("MXNet is installed here")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "mx"), "backend": "mxnet"}))
+    env = {k: v for k, v in os.environ.items() if k != "BERTBRIDGE_MXNET_PYTHON"}
+    run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "train", str(spec)], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "make mxnet-env" in run.stderr and "BERTBRIDGE_MXNET_PYTHON" in run.stderr
+    bad = {**env, "BERTBRIDGE_MXNET_PYTHON": str(tmp_path / "nope" / "python")}
+    run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "train", str(spec)], capture_output=True, text=True, env=bad, timeout=300)
+    assert run.returncode == 2 and "is not an executable Python interpreter" in run.stderr
