@@ -67,7 +67,7 @@ def _classifier_folder(base: Path, tmp_path: Path, n: int) -> Path:
     backends().get("pytorch").create_model(base, setup).save(out)
     TextEncoder.from_pretrained(base).save(out)
     write_manifest(out, Manifest(task="text_classification", labels=tuple(str(i) for i in range(n)), backend="pytorch",
-                                 max_seq_length=128, lowercase=True))
+                                 max_seq_length=64, lowercase=True))
     return out
 
 
@@ -134,3 +134,42 @@ def test_without_the_mxnet_environment_the_error_says_how_to_get_it(tiny_model_d
     bad = {**env, "BERTBRIDGE_MXNET_PYTHON": str(tmp_path / "nope" / "python")}
     run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "train", str(spec)], capture_output=True, text=True, env=bad, timeout=300)
     assert run.returncode == 2 and "is not an executable Python interpreter" in run.stderr
+
+
+def test_a_forwarded_server_answers_and_stops_with_its_parent(tiny_model_dir, tmp_path):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    folder = _classifier_folder(tiny_model_dir, tmp_path, 2)
+    manifest = json.loads((folder / "bertbridge.json").read_text())
+    (folder / "bertbridge.json").write_text(json.dumps({**manifest, "backend": "mxnet"}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": _mx_python()}
+    parent = subprocess.Popen([sys.executable, "-m", "bertbridge.core.cli", "serve", str(folder), "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).read()
+                break
+            except OSError:
+                assert time.time() < deadline and parent.poll() is None, parent.stdout.read() if parent.poll() is not None else "no answer"
+                time.sleep(0.5)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": TEXTS}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        assert len(answer["predictions"]) == len(TEXTS)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) in (0, 128 + signal.SIGTERM)  # uvicorn re-raises the signal after its shutdown
+        output = parent.stdout.read()
+        assert '"backend": "mxnet"' in output and '"event": "stopped"' in output  # the MXNet child stopped gracefully
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -46,12 +46,30 @@ def installed_here(requires: Sequence[str]) -> bool:
 
 
 def forward(argv: Sequence[str], python: str) -> int:
-    """Run ``bertbridge ARGV`` with ``python``; returns its exit status."""
+    """Run ``bertbridge ARGV`` with ``python``; returns its exit status. SIGINT and SIGTERM
+    are passed on to it (a forwarded server shuts down gracefully, and never outlives us)."""
+    import signal
+    import threading
+
     env = {**os.environ, FORWARDED: "1"}
+    child = subprocess.Popen([python, "-m", "bertbridge.core.cli", *argv], env=env)
+    relayed = (signal.SIGINT, signal.SIGTERM)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in relayed:
+            previous[sig] = signal.signal(sig, lambda signum, frame: child.send_signal(signum))
     try:
-        return subprocess.call([python, "-m", "bertbridge.core.cli", *argv], env=env)
-    except KeyboardInterrupt:
-        return 130
+        code = child.wait()
+        return 128 - code if code < 0 else code  # died of signal N: exit 128+N, as a shell reports it
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # we are leaving for another reason: take the child with us
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def target_backend(args) -> Optional[str]:
