@@ -53,11 +53,10 @@ def load(trial_dir: str, step: int, example: int = 0) -> AttentionData:
             ".venv-mxnet/bin/bertbridge (make mxnet-env), or set BERTBRIDGE_MXNET_PYTHON."
         ) from None
     trial = create_trial(str(trial_dir))
-    name = report.tensors["attention"]
     tokens = report.tokens[example]
     layers = []
-    for i in range(report.num_layers):
-        value = trial.tensor(name.format(i=i)).value(record.trial_step, mode=ModeKeys.EVAL)
+    for name in report.tensors["attention"]:
+        value = trial.tensor(name).value(record.trial_step, mode=ModeKeys.EVAL)
         layers.append(np.asarray(value)[example, :, : len(tokens), : len(tokens)])
     return AttentionData(tokens, np.stack(layers).astype(np.float32), step, example, report.texts[example], str(trial_dir))
 

@@ -33,8 +33,11 @@ class _VerdictRule(Rule):
         self.triggered_at: Optional[int] = None
         self.detail = ""
 
-    def _train_loss_names(self) -> list[str]:
-        return [n for n in self.base_trial.tensor_names(collection="losses") if n != VALIDATION_LOSS]
+    def _train_loss(self, step: int) -> Optional[float]:
+        """Mean training loss recorded at global ``step`` (None if none was)."""
+        names = [n for n in self.base_trial.tensor_names(collection="losses") if n != VALIDATION_LOSS]
+        values = [_value(self.base_trial, n, step) for n in names if step in self.base_trial.tensor(n).steps()]
+        return float(np.mean(values)) if values else None
 
     def verdict(self) -> dict:
         return {"triggered": self.triggered_at is not None, "step": self.triggered_at, "detail": self.detail}
@@ -55,11 +58,10 @@ class LossNotDecreasing(_VerdictRule):
     def invoke_at_step(self, step: int) -> bool:
         if self.base_trial.mode(step) != ModeKeys.TRAIN:
             return False
-        names = self._train_loss_names()
-        values = [_value(self.base_trial, n, step) for n in names if step in self.base_trial.tensor(n).steps()]
-        if not values:
+        loss = self._train_loss(step)
+        if loss is None:
             return False
-        self._window.append(float(np.mean(values)))
+        self._window.append(loss)
         if len(self._window) < self.num_steps:
             return False
         mean, self._window = float(np.mean(self._window)), []
@@ -93,9 +95,9 @@ class Overfit(_VerdictRule):
     def invoke_at_step(self, step: int) -> bool:
         mode = self.base_trial.mode(step)
         if mode == ModeKeys.TRAIN:
-            for name in self._train_loss_names():
-                if step in self.base_trial.tensor(name).steps():
-                    self._train.append(_value(self.base_trial, name, step))
+            loss = self._train_loss(step)
+            if loss is not None:
+                self._train.append(loss)
             return False
         if mode != ModeKeys.EVAL or not self.base_trial.has_tensor(VALIDATION_LOSS):
             return False

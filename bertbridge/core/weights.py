@@ -105,6 +105,22 @@ def init_head(state: dict[str, np.ndarray], config: Mapping, num_labels: int, se
     return out
 
 
+def pretrained_classifier(folder: Path, setup: ModelSetup) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """``(base config, weights with a fresh head, classifier config.json)`` of a pretrained folder:
+    what a backend without ``transformers`` starts fine-tuning from."""
+    base = read_config(folder)
+    state = init_head(load_state(folder), base, setup.num_labels, setup.seed)
+    return base, state, classification_config(base, setup)
+
+
+def saved_classifier(folder: Path, num_labels: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(config, weights)`` of a saved classifier folder, its head checked against the label count."""
+    config = read_config(folder)
+    state = load_state(folder)
+    check_head(state, num_labels, folder)
+    return config, state
+
+
 def check_head(state: Mapping[str, np.ndarray], num_labels: int, folder: Path) -> None:
     weight = state.get("classifier.weight")
     if weight is None or weight.shape[0] != num_labels:

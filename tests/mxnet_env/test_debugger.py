@@ -44,11 +44,11 @@ def test_the_trial_is_a_standard_smdebug_trial_with_attention_at_the_chosen_step
     assert trial.steps(mode=ModeKeys.EVAL) == [r.trial_step for r in report.records]
     assert len(trial.steps(mode=ModeKeys.TRAIN)) == 48  # one per micro-batch, loss saved at each
     for layer in range(2):
-        att = trial.tensor(names["attention"].format(i=layer)).value(report.records[1].trial_step, mode=ModeKeys.EVAL)
+        att = trial.tensor(names["attention"][layer]).value(report.records[1].trial_step, mode=ModeKeys.EVAL)
         assert att.shape[:2] == (3, 2) and att.shape[2] == att.shape[3]
         np.testing.assert_allclose(att.sum(-1)[0, :, : len(report.tokens[0])], 1.0, atol=1e-5)
-        q = trial.tensor(names["query"].format(i=layer)).value(0, mode=ModeKeys.EVAL)
-        x = trial.tensor(names["cell_input"].format(i=layer)).value(0, mode=ModeKeys.EVAL)
+        q = trial.tensor(names["query"][layer]).value(0, mode=ModeKeys.EVAL)
+        x = trial.tensor(names["cell_input"][layer]).value(0, mode=ModeKeys.EVAL)
         assert q.shape == x.shape == (att.shape[2], 3, 32)
     ids = trial.tensor(names["token_ids"]).value(0, mode=ModeKeys.EVAL)
     assert clf.encoder.id_tokens(ids[0][: len(report.tokens[0])]) == report.tokens[0]
@@ -61,9 +61,9 @@ def test_query_and_key_are_the_projections_the_attention_was_computed_from(debug
     report = Report.read(trial_dir)
     trial = create_trial(str(trial_dir))
     step, n = report.records[-1].trial_step, len(report.tokens[0])
-    q = trial.tensor(report.tensors["query"].format(i=1)).value(step, mode=ModeKeys.EVAL)[:n, 0]
-    k = trial.tensor(report.tensors["key"].format(i=1)).value(step, mode=ModeKeys.EVAL)[:n, 0]
-    att = trial.tensor(report.tensors["attention"].format(i=1)).value(step, mode=ModeKeys.EVAL)[0, :, :n, :n]
+    q = trial.tensor(report.tensors["query"][1]).value(step, mode=ModeKeys.EVAL)[:n, 0]
+    k = trial.tensor(report.tensors["key"][1]).value(step, mode=ModeKeys.EVAL)[:n, 0]
+    att = trial.tensor(report.tensors["attention"][1]).value(step, mode=ModeKeys.EVAL)[0, :, :n, :n]
     heads, d = report.num_heads, q.shape[1] // report.num_heads
     for h in range(heads):
         scores = q[:, h * d:(h + 1) * d] @ k[:, h * d:(h + 1) * d].T / np.sqrt(d)

@@ -14,6 +14,7 @@ dropout rate (``hidden_dropout_prob``) for attention probabilities as well.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Mapping
 
@@ -72,20 +73,18 @@ def hf_to_gluon(name: str) -> str:
     raise ArtifactError(f"weight {name!r} has no GluonNLP counterpart; this checkpoint is not a plain BERT encoder.")
 
 
-_INVERSE_CACHE: dict[str, str] = {}
+@functools.lru_cache(maxsize=8)
+def _inverse(num_layers: int) -> dict[str, str]:
+    names = [f"bert.{k}" for k in _FIXED] + ["classifier.weight", "classifier.bias"]
+    for i in range(num_layers):
+        names += [f"bert.encoder.layer.{i}.{part}.{kind}" for part in _LAYER for kind in ("weight", "bias")]
+    return {hf_to_gluon(n): n for n in names}
 
 
 def gluon_to_hf(name: str, num_layers: int) -> str:
     """Inverse of :func:`hf_to_gluon`."""
-    if not _INVERSE_CACHE.get("__layers__") == str(num_layers):
-        _INVERSE_CACHE.clear()
-        names = [f"bert.{k}" for k in _FIXED] + ["classifier.weight", "classifier.bias"]
-        for i in range(num_layers):
-            names += [f"bert.encoder.layer.{i}.{part}.{kind}" for part in _LAYER for kind in ("weight", "bias")]
-        _INVERSE_CACHE.update({hf_to_gluon(n): n for n in names})
-        _INVERSE_CACHE["__layers__"] = str(num_layers)
     try:
-        return _INVERSE_CACHE[name]
+        return _inverse(num_layers)[name]
     except KeyError:
         raise ArtifactError(f"GluonNLP parameter {name!r} has no Hugging Face counterpart.") from None
 

@@ -120,13 +120,15 @@ class SmdebugSession(DebugSession):
 
     # -- the session contract --------------------------------------------
     def tensor_names(self) -> dict:
-        cell = "bertclassifier_bertencoder0_transformer{i}_dotproductselfattentioncell0"
+        """Trial tensor names (per layer where it applies), from the probe's block names."""
+        cells = [layer.attention_cell.name for layer in self.probe.net.bert.encoder.transformer_cells]
+        projections = [block.name for block in self.probe.projections]
         return {
-            "attention": cell + "_output_1",
-            "cell_input": cell + "_input_0",
-            "query": "probe_layer{i}_query_output_0",
-            "key": "probe_layer{i}_key_output_0",
-            "token_ids": "probe_input_0",
+            "attention": [c + "_output_1" for c in cells],
+            "cell_input": [c + "_input_0" for c in cells],
+            "query": [q + "_output_0" for q in projections[0::2]],
+            "key": [k + "_output_0" for k in projections[1::2]],
+            "token_ids": self.probe.name + "_input_0",
             "layout": "attention [batch, heads, query, key]; cell_input/query/key [length, batch, units]",
         }
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel
 from bertbridge.core.errors import NotSupportedError
-from bertbridge.core.weights import check_head, classification_config, init_head, load_state, read_config, save_state
+from bertbridge.core.weights import pretrained_classifier, save_state, saved_classifier
 
 from .bert import BertClassifier, mx
 
@@ -57,17 +57,14 @@ class MXClassifier(TrainableModel):
                 "training path); set training.mixed_precision: false or use the pytorch backend."
             )
         mx.random.seed(setup.seed)
-        base = read_config(folder)
-        state = init_head(load_state(folder), base, setup.num_labels, setup.seed)
+        base, state, config = pretrained_classifier(folder, setup)
         block = BertClassifier(base, setup.num_labels)
         block.load_hf(state, mx.cpu())
-        return cls(block, classification_config(base, setup), setup)
+        return cls(block, config, setup)
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup) -> "MXClassifier":
-        config = read_config(folder)
-        state = load_state(folder)
-        check_head(state, setup.num_labels, folder)
+        config, state = saved_classifier(folder, setup.num_labels)
         block = BertClassifier(config, setup.num_labels)
         block.load_hf(state, mx.cpu())
         return cls(block, config, setup)
@@ -106,8 +103,7 @@ class MXClassifier(TrainableModel):
         self._ensure_slots()
         mx.random.seed(self.setup.seed * 1_000_003 + self._micro)
         self._micro += 1
-        dtype = "float32"
-        labels = nd.array(batch["labels"], ctx=self.ctx, dtype=dtype)
+        labels = nd.array(batch["labels"], ctx=self.ctx, dtype="float32")
         with autograd.record(train_mode=True):
             loss = self._loss(self.block(*self._inputs(batch)), labels)
             scaled = loss * loss_scale

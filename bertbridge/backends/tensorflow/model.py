@@ -11,9 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up cha
 import tensorflow as tf  # noqa: E402
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
-from bertbridge.core.weights import (  # noqa: E402
-    check_head, classification_config, init_head, load_state, read_config, save_state,
-)
+from bertbridge.core.weights import pretrained_classifier, save_state, saved_classifier  # noqa: E402
 
 from .bert import BertClassifier  # noqa: E402
 
@@ -40,16 +38,12 @@ class TFClassifier(TrainableModel):
     @classmethod
     def from_pretrained(cls, folder: Path, setup: ModelSetup) -> "TFClassifier":
         tf.random.set_seed(setup.seed)
-        base = read_config(folder)
-        state = init_head(load_state(folder), base, setup.num_labels, setup.seed)
-        module = BertClassifier(base, state, seed=setup.seed, bf16=setup.mixed_precision)
-        return cls(module, classification_config(base, setup), setup)
+        base, state, config = pretrained_classifier(folder, setup)
+        return cls(BertClassifier(base, state, seed=setup.seed, bf16=setup.mixed_precision), config, setup)
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup) -> "TFClassifier":
-        config = read_config(folder)
-        state = load_state(folder)
-        check_head(state, setup.num_labels, folder)
+        config, state = saved_classifier(folder, setup.num_labels)
         return cls(BertClassifier(config, state), config, setup)
 
     # -- graphs -------------------------------------------------------------
