@@ -81,7 +81,7 @@ def test_launch_refuses_what_it_cannot_run(aws, tiny_model_dir, toy_data, tmp_pa
     session, role, _ = aws
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(tiny_spec(tiny_model_dir, toy_data, tmp_path / "out")))
-    with pytest.raises(bertbridge.BertbridgeError, match="no SageMaker training image"):
+    with pytest.raises(bertbridge.BertbridgeError, match="only serves exported models"):
         launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="onnx", boto_session=session)
     with pytest.raises(bertbridge.BertbridgeError, match="instance_count > 1 needs distributed training"):
         launch_training(spec, role=role, instance_type="ml.m5.xlarge", instance_count=2, boto_session=session)
@@ -101,3 +101,128 @@ def test_shipped_source_registers_backends_without_an_install(tmp_path):
     out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); {code}"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert "pytorch" in out.stdout and "tensorflow" in out.stdout, out.stderr
+
+
+def _model_folder(src, dest, backend="pytorch"):
+    """A bertbridge model folder (weights + tokenizer + manifest) without training."""
+    from bertbridge.core.artifacts import Manifest, copy_files, write_manifest
+
+    dest.mkdir()
+    copy_files(src, dest)
+    write_manifest(dest, Manifest(task="text_classification", labels=("negative", "positive"), backend=backend,
+                                  max_seq_length=32, lowercase=True))
+    return dest
+
+
+@pytest.fixture()
+def aws_deploy(aws):
+    session, role, _ = aws
+    captured = {}
+    for op in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint"):
+        session.events.register(f"provide-client-params.sagemaker.{op}",
+                                lambda params, op=op, **kw: captured.__setitem__(op, dict(params)))
+    yield session, role, captured
+
+
+def test_deploy_model_folder(aws_deploy, numpy_model_dir, tmp_path):
+    import tarfile
+
+    from bertbridge.core.sagemaker_deploy import deploy
+
+    session, role, captured = aws_deploy
+    folder = _model_folder(numpy_model_dir, tmp_path / "model")
+    done = deploy(folder, role=role, instance_type="ml.m5.xlarge", instance_count=2, endpoint_name="sst2",
+                  boto_session=session)
+    model = captured["CreateModel"]
+    container = model["PrimaryContainer"]
+    assert model["ModelName"] == "sst2" and model["ExecutionRoleArn"] == role
+    assert container["Image"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-cpu-py311"
+    assert container["ModelDataUrl"] == done.model_data and done.model_data.endswith("/sst2/model.tar.gz")
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    variant = captured["CreateEndpointConfig"]["ProductionVariants"][0]
+    assert variant["ModelName"] == "sst2" and variant["InstanceType"] == "ml.m5.xlarge"
+    assert variant["InitialInstanceCount"] == 2
+    assert captured["CreateEndpoint"] == {"EndpointName": "sst2", "EndpointConfigName": "sst2"}
+    assert session.client("sagemaker").describe_endpoint(EndpointName="sst2")["EndpointName"] == "sst2"
+
+    bucket, _, key = done.model_data[len("s3://"):].partition("/")
+    tarball = tmp_path / "downloaded.tar.gz"
+    session.client("s3").download_file(bucket, key, str(tarball))
+    with tarfile.open(tarball) as tar:
+        names = set(tar.getnames())
+    assert {"bertbridge.json", "model.safetensors", "code/inference.py", "code/bertbridge/core/handlers.py"} <= names
+
+
+def test_deploy_tarball_and_s3_uri(aws_deploy, numpy_model_dir, tmp_path, capsys):
+    from bertbridge.core.cli import main
+    from bertbridge.core.local_runner import pack_model
+    from bertbridge.core.registry import backends
+
+    session, role, captured = aws_deploy
+    folder = _model_folder(numpy_model_dir, tmp_path / "model")
+    tarball = pack_model(backends().get("pytorch"), folder, tmp_path / "model.tar.gz")
+    import boto3
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(boto3, "Session", lambda region_name=None: session)
+        assert main(["sagemaker", "deploy", str(tarball), "--role", role, "--instance-type", "ml.g4dn.xlarge"]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed["backend"] == "pytorch" and printed["image"].endswith("pytorch-inference:2.3-gpu-py311")
+        assert captured["CreateModel"]["PrimaryContainer"]["ModelDataUrl"] == printed["model_data"]
+        # what AWS refuses is one clear line (exit 2), not a traceback
+        assert main(["sagemaker", "deploy", str(tarball), "--role", role, "--instance-type", "ml.g5.xlarge",
+                     "--endpoint-name", "refused"]) == 2
+        assert "SageMaker refused CreateEndpointConfig" in capsys.readouterr().err
+
+        # a model already in S3 (a training job's output) is used in place; the backend must be named
+        assert main(["sagemaker", "deploy", printed["model_data"], "--role", role, "--instance-type", "ml.m5.xlarge"]) == 2
+        assert "pass --backend" in capsys.readouterr().err
+        assert main(["sagemaker", "deploy", printed["model_data"], "--role", role, "--instance-type", "ml.m5.xlarge",
+                     "--backend", "tensorflow", "--endpoint-name", "tf"]) == 0
+    container = captured["CreateModel"]["PrimaryContainer"]
+    assert container["ModelDataUrl"] == printed["model_data"]
+    assert container["Image"].endswith("tensorflow-inference:2.16-cpu")
+    assert "SAGEMAKER_PROGRAM" not in container.get("Environment", {})  # TF Serving runs code/inference.py itself
+
+
+def test_deploy_refuses_what_is_not_a_model(aws_deploy, tmp_path):
+    from bertbridge.core.sagemaker_deploy import deploy
+
+    session, role, _ = aws_deploy
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(bertbridge.BertbridgeError, match="not a model folder, a model.tar.gz or an s3:// URI"):
+        deploy(tmp_path / "notes.txt", role=role, instance_type="ml.m5.xlarge", boto_session=session)
+    bad = tmp_path / "model.tar.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(bertbridge.BertbridgeError, match="not a readable model.tar.gz"):
+        deploy(bad, role=role, instance_type="ml.m5.xlarge", boto_session=session)
+
+
+def test_mxnet_needs_an_image_and_debugger_config_is_sent(aws, tiny_model_dir, toy_data, tmp_path):
+    """SageMaker's MXNet images are Python 3.8: refused with the fix; with --image the job carries a
+    DebugHookConfig when the spec asks for the debugger, and the job writes its trial where that uploads from."""
+    from bertbridge.core.sagemaker_launch import DEBUG_LOCAL_PATH, launch_training
+
+    session, role, captured = aws
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "out"), "debugger": {"attention": True}}))
+    with pytest.raises(bertbridge.BertbridgeError, match=r"Python 3\.8.*docker/mxnet/Dockerfile.*--image"):
+        launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="mxnet", boto_session=session)
+    with pytest.raises(bertbridge.BertbridgeError, match="has no SageMaker Debugger capture"):
+        launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="pytorch", boto_session=session)
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bertbridge-mxnet:latest"
+    job = launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="mxnet", image=image, boto_session=session)
+    assert captured["AlgorithmSpecification"]["TrainingImage"] == image
+    assert captured["DebugHookConfig"] == {"S3OutputPath": job.debug_output, "LocalPath": DEBUG_LOCAL_PATH}
+    assert job.debug_output == f"{job.s3_prefix}/debug-output"
+    bucket, _, prefix = job.s3_prefix[len("s3://"):].partition("/")
+    uploaded = json.loads(session.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/spec/spec.json")["Body"].read())
+    assert uploaded["debugger"]["attention"] is True and uploaded["debugger"]["out_dir"] == DEBUG_LOCAL_PATH
+
+    # without the debugger the request has no DebugHookConfig
+    captured.clear()
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(tiny_spec(tiny_model_dir, toy_data, tmp_path / "out")))
+    launch_training(plain, role=role, instance_type="ml.m5.xlarge", backend="pytorch", boto_session=session)
+    assert "DebugHookConfig" not in captured

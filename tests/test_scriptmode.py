@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,14 @@ def test_environment_and_spec_from_channels_and_hyperparameters(tmp_path):
     assert spec.data.train == str(tmp_path / "input" / "data" / "train" / "t.tsv")
     assert spec.output_dir == str(tmp_path / "model")
     assert spec.training.checkpoint_dir == str(tmp_path / "checkpoints")
+    assert spec.debugger.out_dir is None  # no debugger asked for
+
+
+def test_debugger_trial_goes_where_debug_hook_config_uploads_from(tmp_path):
+    env = _sm_tree(tmp_path, {"debugger": {"attention": True}}, {}, {"spec": {}, "train": {"t.tsv": "text\tlabel\na\tx\n"}})
+    env["SM_OUTPUT_DATA_DIR"] = str(tmp_path / "output" / "data")
+    spec = build_spec(Environment.from_env([], env))
+    assert spec.debugger.attention and spec.debugger.out_dir == str(tmp_path / "output" / "tensors")
 
 
 def test_pipe_mode_channel_is_its_fifo(tmp_path):
@@ -109,6 +118,41 @@ def test_run_local_pytorch_file_mode_packs_a_servable_tarball(spec_file, tmp_pat
     model = handlers.model_fn(str(tmp_path / "served"))
     body, _ = handlers.output_fn(handlers.predict_fn(handlers.input_fn(json.dumps(texts), "application/json"), model), None)
     assert [p["label"] for p in json.loads(body)["predictions"]] == ["positive", "negative"]
+    # bertbridge travels in code/ (with its entry points), so the container needs no bertbridge install
+    assert {"code/bertbridge/core/handlers.py", "code/requirements.txt"} <= set(names)
+    assert any(n.startswith("code/bertbridge-") and n.endswith(".dist-info/entry_points.txt") for n in names)
+    _answers_through_docker_serve_script(tmp_path / "served", texts, ["positive", "negative"])
+
+
+def _answers_through_docker_serve_script(model_dir, texts, labels):
+    """docker/mxnet/serve (what SageMaker runs as `docker run IMAGE serve`) answers from an unpacked model.tar.gz."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    script = Path(__file__).resolve().parent.parent / "docker" / "mxnet" / "serve"
+    server = subprocess.Popen(["sh", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stdout.read().decode()
+                time.sleep(0.3)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(texts).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            assert [p["label"] for p in json.loads(resp.read())["predictions"]] == labels
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_run_local_tensorflow_pipe_mode(spec_file, tmp_path):

@@ -129,8 +129,11 @@ class Backend:
     debugger: ClassVar[bool] = False
     """True when :meth:`debug_session` records SageMaker Debugger trials (``debugger.attention``)."""
     sagemaker_image: ClassVar[Mapping[str, str]] = {}
-    """How to find the SageMaker training image: ``framework``, ``version``, ``py_version``
-    (arguments of ``sagemaker.core.image_uris.retrieve``)."""
+    """How to find the SageMaker training and inference images: ``framework``, ``version``,
+    ``py_version`` (arguments of ``sagemaker.core.image_uris.retrieve``)."""
+    sagemaker_image_note: ClassVar[str] = ""
+    """Why there is no usable framework image when ``sagemaker_image`` is empty (shown with
+    the request for ``--image``)."""
     sagemaker_requirements: ClassVar[tuple[str, ...]] = ()
     """Packages the job installs on top of the framework image (besides bertbridge's own)."""
     entry_point: ClassVar[str] = "sagemaker_entry.py"
@@ -145,8 +148,10 @@ class Backend:
     def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
         """Lay out ``out_dir`` as this framework's serving container expects inside
         ``model.tar.gz``. Default (PyTorch/MXNet inference toolkits): the model folder at the
-        root and ``code/inference.py`` pointing at :mod:`bertbridge.core.handlers`."""
+        root and ``code/`` with ``inference.py`` pointing at :mod:`bertbridge.core.handlers`,
+        the bertbridge package itself and a ``requirements.txt``."""
         from .artifacts import copy_files
+        from .sagemaker_code import requirements, vendor_package
 
         copy_files(artifact_dir, out_dir)
         code = out_dir / "code"
@@ -156,7 +161,14 @@ class Backend:
             "from bertbridge.core.handlers import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n",
             encoding="utf-8",
         )
-        (code / "requirements.txt").write_text(f"bertbridge[{self.extra}]\n", encoding="utf-8")
+        vendor_package(code)
+        (code / "requirements.txt").write_text(requirements(self), encoding="utf-8")
+
+    def serving_environment(self) -> dict[str, str]:
+        """Container environment of a SageMaker endpoint serving :meth:`package_for_serving`'s
+        layout. Default: the inference toolkit runs ``code/inference.py``."""
+        return {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}
 
     # -- availability, decided without importing the framework --------------
     def status(self) -> BackendStatus:

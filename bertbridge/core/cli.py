@@ -7,6 +7,7 @@
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
     bertbridge run-local SPEC [--backend B] [--base-dir DIR] [--input-mode File|Pipe] [--python PY]
     bertbridge sagemaker train SPEC --role ARN --instance-type T [--spot] [--wait]
+    bertbridge sagemaker deploy MODEL --role ARN --instance-type T [--endpoint-name N]
     bertbridge serve MODEL [--host 127.0.0.1] [--port 8080]   # GET /ping, POST /invocations
     bertbridge export MODEL --format savedmodel --out DIR [--version 1]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
@@ -81,8 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--spot", action="store_true", help="managed spot training (checkpoints resume interrupted jobs)")
     t.add_argument("--max-run", type=int, default=24 * 3600, help="maximum training seconds")
     t.add_argument("--wait", action="store_true", help="wait for the job and stream its logs")
+    t.add_argument("--image", help="training image URI (default: the backend's SageMaker framework image)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="spec overrides, passed to the job as hyperparameters")
+
+    d = sm.add_parser("deploy", help="serve a trained model on a SageMaker real-time endpoint")
+    d.add_argument("model", help="model folder, model.tar.gz, or s3:// URI of a model.tar.gz (then give --backend)")
+    d.add_argument("--role", required=True, help="IAM role ARN the endpoint runs as")
+    d.add_argument("--instance-type", required=True, help="e.g. ml.m5.xlarge or ml.g5.xlarge")
+    d.add_argument("--instance-count", type=int, default=1)
+    d.add_argument("--endpoint-name", help="default: bertbridge-<backend>-<time>")
+    d.add_argument("--backend", help="backend to serve with (default: the one that trained the model)")
+    d.add_argument("--bucket", help="S3 bucket for the model.tar.gz (default: the SageMaker default bucket)")
+    d.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    d.add_argument("--image", help="inference image URI (default: the backend's SageMaker framework image)")
+    d.add_argument("--wait", action="store_true", help="wait until the endpoint is InService")
 
     p = sub.add_parser("serve", help="serve a model over HTTP: GET /ping, POST /invocations")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
@@ -225,12 +239,29 @@ def _run_local(args) -> int:
 
 
 def _sagemaker(args) -> int:
+    from .sagemaker_aws import aws_errors
+
+    with aws_errors():
+        return _sagemaker_command(args)
+
+
+def _sagemaker_command(args) -> int:
+    if args.sagemaker_command == "deploy":
+        from .sagemaker_deploy import deploy
+
+        done = deploy(args.model, role=args.role, instance_type=args.instance_type, instance_count=args.instance_count,
+                      endpoint_name=args.endpoint_name, backend=args.backend, bucket=args.bucket, region=args.region,
+                      image=args.image, wait=args.wait)
+        print(json.dumps({"endpoint": done.endpoint_name, "image": done.image, "model_data": done.model_data,
+                          "backend": done.backend}))
+        return 0
     from .sagemaker_launch import launch_training
 
     job = launch_training(args.spec, role=args.role, instance_type=args.instance_type, instance_count=args.instance_count,
                           backend=args.backend, overrides=args.overrides, bucket=args.bucket, region=args.region,
-                          spot=args.spot, max_run_seconds=args.max_run, wait=args.wait)
-    print(json.dumps({"job": job.job_name, "image": job.image, "s3_prefix": job.s3_prefix}))
+                          spot=args.spot, max_run_seconds=args.max_run, wait=args.wait, image=args.image)
+    print(json.dumps({"job": job.job_name, "image": job.image, "s3_prefix": job.s3_prefix,
+                      **({"debug_output": job.debug_output} if job.debug_output else {})}))
     return 0
 
 

@@ -8,7 +8,10 @@ pretrained model folder (channel ``model``; nothing is downloaded in the job). T
 source folder holds the entry point, the bertbridge package with its distribution
 metadata (so backends register through their entry points in the container too) and a
 ``requirements.txt``. Metric definitions match the ``name=value`` log lines; spot
-training comes with a checkpoint location so interrupted jobs resume.
+training comes with a checkpoint location so interrupted jobs resume. With
+``debugger.attention`` in the spec the request carries a ``DebugHookConfig``: the
+trial written in ``/opt/ml/output/tensors`` is uploaded to ``<prefix>/debug-output``
+while the job runs, and the rules' verdicts are in the job's log and metrics.
 
 SDK v2 users: build a ``sagemaker.pytorch.PyTorch`` (or ``TensorFlow``/``MXNet``)
 estimator with ``entry_point`` = the backend's ``sagemaker_entry.py``, the same
@@ -17,7 +20,6 @@ channels and ``metric_definitions=METRIC_DEFINITIONS``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
 import tempfile
@@ -26,13 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .errors import BackendUnavailableError, NotSupportedError, SpecError
+from .errors import NotSupportedError, SpecError
 from .registry import backend_name, backends, models
+from .sagemaker_aws import aws_context, framework_image
+from .sagemaker_code import requirements, vendor_package
 
 METRICS = ("train_loss", "learning_rate", "train_samples_per_s", "eval_loss", "eval_accuracy", "eval_macro_f1",
            "eval_micro_f1", "eval_mcc", "eval_subset_accuracy", "test_accuracy", "test_macro_f1")
 METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"^{name}=([-+0-9.eE]+|nan|inf)"} for name in METRICS]
-CORE_REQUIREMENTS = ("numpy", "tokenizers>=0.19", "pluggy>=1.3", "PyYAML>=6.0", "tqdm>=4.60", "safetensors>=0.4", "google-crc32c>=1.5")
+DEBUG_LOCAL_PATH = "/opt/ml/output/tensors"
 
 
 @dataclass
@@ -41,44 +45,31 @@ class LaunchedJob:
     image: str
     s3_prefix: str
     trainer: Any
+    debug_output: Optional[str] = None
 
 
-def _sdk():
-    try:
-        from sagemaker.train import ModelTrainer  # noqa: F401
-    except ImportError:
-        raise BackendUnavailableError(
-            "bertbridge sagemaker needs the SageMaker Python SDK v3: pip install 'bertbridge[sagemaker]'"
-        ) from None
-    try:
-        import sagemaker.core.training.configs as configs
-    except ImportError:  # SDK 3.0-3.x before the move
-        import sagemaker.train.configs as configs
-    from sagemaker.core import image_uris
+def _trainer_class(debug_hook: Any):
+    """``ModelTrainer``, or a subclass adding ``DebugHookConfig`` to the CreateTrainingJob
+    request: SDK v3 has no debugger setter, the service still takes the field."""
     from sagemaker.train import ModelTrainer
 
-    return ModelTrainer, configs, image_uris
+    if debug_hook is None:
+        return ModelTrainer
 
+    class DebuggedModelTrainer(ModelTrainer):
+        def _create_training_job_args(self, *args, **kwargs):
+            request = super()._create_training_job_args(*args, **kwargs)
+            request["DebugHookConfig" if "AlgorithmSpecification" in request else "debug_hook_config"] = debug_hook
+            return request
 
-def _upload(s3, bucket: str, prefix: str, path: Path) -> str:
-    """Upload a file or a folder's files; returns the S3 URI of the channel."""
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    for item in files:
-        s3.upload_file(str(item), bucket, f"{prefix}/{item.name}")
-    return f"s3://{bucket}/{prefix}"
+    return DebuggedModelTrainer
 
 
 def _source_dir(folder: Path, backend) -> None:
     """Entry point + bertbridge (package and dist-info, for entry points) + requirements."""
-    package = Path(__file__).resolve().parent.parent
-    shutil.copytree(package, folder / "bertbridge", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    dist = importlib.metadata.distribution("bertbridge")
-    info = folder / f"bertbridge-{dist.version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: bertbridge\nVersion: {dist.version}\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(dist.read_text("entry_points.txt") or "", encoding="utf-8")
+    vendor_package(folder)
     shutil.copyfile(backend.entry_point_path(), folder / backend.entry_point)
-    (folder / "requirements.txt").write_text("\n".join(CORE_REQUIREMENTS + tuple(backend.sagemaker_requirements)) + "\n", encoding="utf-8")
+    (folder / "requirements.txt").write_text(requirements(backend), encoding="utf-8")
 
 
 def launch_training(
@@ -101,26 +92,31 @@ def launch_training(
     """Upload data, spec, model and code, and start the training job."""
     from .api import load_spec
 
-    ModelTrainer, configs, image_uris = _sdk()
     spec = load_spec(spec_path, overrides)
     chosen = backends().get(backend_name(backend, spec.backend))
     chosen.ensure_supports(spec.task.type)
-    if not chosen.trains or not chosen.sagemaker_image:
-        raise NotSupportedError(f"backend {chosen.name!r} has no SageMaker training image; use pytorch or tensorflow.")
+    if not chosen.trains:
+        raise NotSupportedError(f"backend {chosen.name!r} only serves exported models; it cannot run a training job.")
     if spec.data.train is None:
         raise SpecError("data.train is not set: the job needs training data.")
     if instance_count != 1:
         raise NotSupportedError("instance_count > 1 needs distributed training, which is not implemented yet; use 1.")
-    import boto3
+    if spec.debugger.attention and not chosen.debugger:
+        able = ", ".join(b.name for b in backends() if b.debugger) or "none installed"
+        raise NotSupportedError(f"debugger.attention is set, but backend {chosen.name!r} has no SageMaker Debugger capture; "
+                                f"backends with it: {able}.")
+    aws = aws_context(boto_session, region, bucket)
+    image = image or framework_image(chosen, "training", aws.region, instance_type)
+    from sagemaker.core.shapes import DebugHookConfig
 
-    from sagemaker.core.helper.session_helper import Session
+    try:
+        import sagemaker.core.training.configs as configs
+    except ImportError:  # SDK 3.0-3.x before the move
+        import sagemaker.train.configs as configs
 
-    boto_session = boto_session or boto3.Session(region_name=region)
-    session = Session(boto_session=boto_session)
-    bucket = bucket or session.default_bucket()
     job = f"bertbridge-{chosen.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     prefix = f"bertbridge/{job}"
-    s3 = boto_session.client("s3")
+    debug_output = f"s3://{aws.bucket}/{prefix}/debug-output" if spec.debugger.attention else None
     channels = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -129,39 +125,38 @@ def launch_training(
             path = getattr(spec.data, split)
             spec_dict["data"][split] = None
             if path is not None:
-                channels[split] = _upload(s3, bucket, f"{prefix}/data/{split}", Path(path))
+                channels[split] = aws.upload(Path(path), f"{prefix}/data/{split}")
         spec_dict["training"]["checkpoint_dir"] = None
+        spec_dict["debugger"]["out_dir"] = DEBUG_LOCAL_PATH if spec.debugger.attention else None
         (tmp / "spec").mkdir()
         (tmp / "spec" / "spec.json").write_text(json.dumps(spec_dict, indent=2), encoding="utf-8")
-        channels["spec"] = _upload(s3, bucket, f"{prefix}/spec", tmp / "spec")
-        channels["model"] = _upload(s3, bucket, f"{prefix}/model", models().resolve(spec.model.name))
+        channels["spec"] = aws.upload(tmp / "spec", f"{prefix}/spec")
+        channels["model"] = aws.upload(models().resolve(spec.model.name), f"{prefix}/model")
         source = tmp / "source"
         source.mkdir()
         _source_dir(source, chosen)
-        image = image or image_uris.retrieve(
-            region=boto_session.region_name, instance_type=instance_type, image_scope="training", **chosen.sagemaker_image
-        )
         hyperparameters = {"backend": chosen.name}
         for item in overrides:
             key, _, value = item.partition("=")
             hyperparameters[key.strip()] = value
-        trainer = ModelTrainer(
+        debug_hook = DebugHookConfig(s3_output_path=debug_output, local_path=DEBUG_LOCAL_PATH) if debug_output else None
+        trainer = _trainer_class(debug_hook)(
             training_image=image,
             source_code=configs.SourceCode(source_dir=str(source), entry_script=chosen.entry_point, requirements="requirements.txt"),
             compute=configs.Compute(instance_type=instance_type, instance_count=instance_count, enable_managed_spot_training=spot),
             hyperparameters=hyperparameters,
-            checkpoint_config=configs.CheckpointConfig(s3_uri=f"s3://{bucket}/{prefix}/checkpoints", local_path="/opt/ml/checkpoints"),
+            checkpoint_config=configs.CheckpointConfig(s3_uri=f"s3://{aws.bucket}/{prefix}/checkpoints", local_path="/opt/ml/checkpoints"),
             stopping_condition=configs.StoppingCondition(
                 max_runtime_in_seconds=max_run_seconds,
                 max_wait_time_in_seconds=(max_wait_seconds or 2 * max_run_seconds) if spot else None,
             ),
-            output_data_config=configs.OutputDataConfig(s3_output_path=f"s3://{bucket}/{prefix}/output"),
+            output_data_config=configs.OutputDataConfig(s3_output_path=f"s3://{aws.bucket}/{prefix}/output"),
             role=role,
-            sagemaker_session=session,
+            sagemaker_session=aws.session,
             base_job_name=f"bertbridge-{chosen.name}",
         ).with_metric_definitions([configs.MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in METRIC_DEFINITIONS])
         trainer.train(
             input_data_config=[configs.InputData(channel_name=name, data_source=uri) for name, uri in channels.items()],
             wait=wait, logs=wait,
         )
-    return LaunchedJob(job, image, f"s3://{bucket}/{prefix}", trainer)
+    return LaunchedJob(job, image, f"s3://{aws.bucket}/{prefix}", trainer, debug_output)

@@ -17,7 +17,8 @@ One documented way in:
 
 Out: the model folder in ``SM_MODEL_DIR``, metrics in ``SM_OUTPUT_DATA_DIR/metrics.json``,
 checkpoints in ``/opt/ml/checkpoints`` (resumed from when present: managed spot
-training), and on error ``/opt/ml/output/failure`` (its first 1 KB is what
+training), a debugger trial (``debugger.attention``) in ``/opt/ml/output/tensors`` (what
+SageMaker's ``DebugHookConfig`` uploads to S3 while the job runs), and on error ``/opt/ml/output/failure`` (its first 1 KB is what
 SageMaker shows) with a non-zero exit.
 """
 
@@ -192,7 +193,11 @@ def build_spec(env: Environment):
     model = spec.to_dict()["model"]
     if MODEL_CHANNEL in env.channels:  # the pretrained model folder, uploaded by bertbridge sagemaker train
         model["name"] = str(env.channels[MODEL_CHANNEL])
-    return spec.replace(data={**spec.to_dict()["data"], **data}, model=model, training=training, output_dir=str(env.model_dir))
+    debugger = spec.to_dict()["debugger"]
+    if debugger["attention"] and not debugger["out_dir"]:  # where SageMaker's DebugHookConfig uploads from
+        debugger["out_dir"] = str(env.output_dir / "tensors")
+    return spec.replace(data={**spec.to_dict()["data"], **data}, model=model, training=training, debugger=debugger,
+                        output_dir=str(env.model_dir))
 
 
 def write_failure(env: Environment, exc: BaseException) -> None:

@@ -22,7 +22,12 @@ class MXNetBackend(Backend):
     tasks = ("text_classification",)
     exports = ("mxnet-symbol",)
     debugger = True
-    sagemaker_image = {"framework": "mxnet", "version": "1.9", "py_version": "py38"}
+    sagemaker_image = {}  # SageMaker's newest MXNet images (1.9) have Python 3.8
+    sagemaker_image_note = (
+        "SageMaker's newest MXNet images (mxnet-training/mxnet-inference 1.9) ship Python 3.8 and bertbridge needs "
+        "3.10 or later. Build docker/mxnet/Dockerfile (MXNet 1.9.1 + GluonNLP on Python 3.11; it trains under "
+        "ModelTrainer and answers SageMaker's 'serve') and push it to ECR."
+    )
     sagemaker_requirements = ("gluonnlp==0.10.0",)
 
     def install_note(self) -> str:

@@ -40,6 +40,10 @@ class TensorFlowBackend(Backend):
         copy_files(artifact_dir, out_dir)
         self.export(artifact_dir, "savedmodel", out_dir, version=1)
 
+    def serving_environment(self) -> dict[str, str]:
+        """TensorFlow Serving finds ``1/`` and the ``code/inference.py`` handlers by itself."""
+        return {}
+
     def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
         from .export import export_savedmodel
 
