@@ -173,3 +173,26 @@ def test_a_forwarded_server_answers_and_stops_with_its_parent(tiny_model_dir, tm
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_run_local_on_all_three_backends_gives_servers_that_agree(tiny_model_dir, toy_data, tmp_path):
+    """The issue's acceptance path: run-local trains one spec through each backend's entry point (MXNet in
+    its own interpreter), each model.tar.gz is served the way the SageMaker image serves it, and the same
+    request gets the same labels from all three servers."""
+    import tarfile
+
+    from test_scriptmode import _answers_through_docker_serve_script
+
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(tiny_spec(tiny_model_dir, toy_data, tmp_path / "unused")))
+    expected = ["positive", "negative", "negative", "positive"]
+    for name in ("pytorch", "tensorflow", "mxnet"):
+        python = _mx_python() if name == "mxnet" else None
+        run = bertbridge.run_local(spec, backend=name, base_dir=tmp_path / name, python=python, stream_output=False)
+        assert run.returncode == 0, run.failure
+        served = tmp_path / f"served-{name}"
+        with tarfile.open(run.model_tar) as tar:
+            tar.extractall(served, filter="data")
+        _answers_through_docker_serve_script(served, TEXTS, expected, python=python)

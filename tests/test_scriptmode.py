@@ -124,7 +124,7 @@ def test_run_local_pytorch_file_mode_packs_a_servable_tarball(spec_file, tmp_pat
     _answers_through_docker_serve_script(tmp_path / "served", texts, ["positive", "negative"])
 
 
-def _answers_through_docker_serve_script(model_dir, texts, labels):
+def _answers_through_docker_serve_script(model_dir, texts, labels, python=None):
     """docker/mxnet/serve (what SageMaker runs as `docker run IMAGE serve`) answers from an unpacked model.tar.gz."""
     import socket
     import urllib.request
@@ -133,7 +133,7 @@ def _answers_through_docker_serve_script(model_dir, texts, labels):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+           "PATH": os.path.dirname(python or sys.executable) + os.pathsep + os.environ["PATH"]}
     script = Path(__file__).resolve().parent.parent / "docker" / "mxnet" / "serve"
     server = subprocess.Popen(["sh", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
