@@ -33,8 +33,8 @@ def test_backends_command_lists_all_three_from_entry_points():
 def test_backends_json(capsys):
     assert main(["backends", "--json"]) == 0
     data = {b["name"]: b for b in json.loads(capsys.readouterr().out)}
-    assert data["pytorch"]["available"] is True and data["pytorch"]["tasks"] == ["text_classification"]
-    assert data["mxnet"]["tasks"] == ["text_classification"]
+    assert data["pytorch"]["available"] is True and data["pytorch"]["tasks"] == ["text_classification", "question_answering"]
+    assert data["mxnet"]["tasks"] == data["tensorflow"]["tasks"] == ["text_classification", "question_answering"]
 
 
 @pytest.fixture()

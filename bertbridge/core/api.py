@@ -60,20 +60,20 @@ def train(
 
     Everything that can be checked cheaply (spec, backend, model folder, every
     data file and label) is checked before the framework is imported.
-    Returns the trained classifier; ``.metrics`` has the validation metrics
+    Returns the trained :class:`TextClassifier` (or, for ``question_answering``, a
+    :class:`~bertbridge.core.qa.QuestionAnswerer`); ``.metrics`` has the validation metrics
     (and ``test_*`` ones when ``data.test`` is set), ``.path`` the saved folder.
     """
     spec = load_spec(spec, overrides)
-    if spec.task.type != "text_classification":
-        raise NotSupportedError(
-            f"task.type {spec.task.type!r} is declared in the spec but not implemented yet; "
-            "this release trains text_classification only."
-        )
     chosen = select_backend(backend, spec.backend, task=spec.task.type)
     if not chosen.trains:
         trainers = ", ".join(b.name for b in backends() if b.trains and spec.task.type in b.tasks)
         raise NotSupportedError(f"backend {chosen.name!r} runs exported models only and cannot train; train with one of: {trainers}.")
     target = check_output_dir(Path(output_dir) if output_dir is not None else Path(spec.output_dir))
+    if spec.task.type == "question_answering":
+        from .qa_train import train_question_answering
+
+        return train_question_answering(spec, chosen, target)  # type: ignore[return-value]
     debug_dir = _check_debugger(spec, chosen, target)
     if spec.data.train is None:
         raise SpecError("data.train is not set: give the path of the training file (csv, tsv or jsonl).")
@@ -273,6 +273,9 @@ def export(
     folder = Path(path)
     manifest = Manifest.read(folder)
     check_weights(folder)
+    if manifest.task != "text_classification":
+        raise NotSupportedError(f"{folder}: a {manifest.task} model; the export formats serve text_classification models. "
+                                "Serve it with 'bertbridge serve' or the SageMaker serving functions instead.")
     if backend is not None:
         chosen = select_backend(backend, task=manifest.task)
     else:
@@ -290,12 +293,18 @@ def export(
 
 
 def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_size: int = 64) -> TextClassifier:
-    """Open a saved model folder. The backend is ``backend`` if given, else the one that
-    trained it; any backend that supports the task can open any backend's artifact."""
+    """Open a saved model folder: a :class:`TextClassifier`, or a
+    :class:`~bertbridge.core.qa.QuestionAnswerer` for a question-answering model. The backend
+    is ``backend`` if given, else the one that trained it; any backend that supports the
+    task can open any backend's artifact."""
     folder = Path(path)
     manifest = Manifest.read(folder)
     check_weights(folder)
     chosen = select_backend(backend, manifest.backend, task=manifest.task)
+    if manifest.task == "question_answering":
+        from .qa_train import load_question_answering
+
+        return load_question_answering(folder, manifest, chosen, batch_size)  # type: ignore[return-value]
     encoder = TextEncoder.from_pretrained(folder)
     setup = ModelSetup(
         num_labels=len(manifest.labels),

@@ -49,6 +49,9 @@ class Manifest:
     data: Mapping[str, Any] = field(default_factory=dict)
     """How training rows were read (columns, header, format): the defaults for ``evaluate``."""
     metrics: Mapping[str, float] = field(default_factory=dict)
+    qa: Mapping[str, Any] = field(default_factory=dict)
+    """Question answering: window and answer settings (doc_stride, max_question_length,
+    max_answer_length, n_best, null_threshold, v2)."""
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
@@ -85,7 +88,8 @@ class Manifest:
         if missing:
             raise ArtifactError(f"{path}: the manifest lacks {', '.join(missing)}. The folder is damaged; retrain or restore it.")
         types = {"task": str, "labels": list, "backend": str, "max_seq_length": int, "lowercase": bool,
-                 "multi_label": bool, "threshold": (int, float), "text_pair": bool, "data": dict, "metrics": dict}
+                 "multi_label": bool, "threshold": (int, float), "text_pair": bool, "data": dict, "metrics": dict,
+                 "qa": dict}
         for key, expected in types.items():
             if key in data and (not isinstance(data[key], expected) or (expected is int and isinstance(data[key], bool))):
                 raise ArtifactError(f"{path}: manifest field {key!r} has the wrong type ({type(data[key]).__name__}). The folder is damaged; retrain or restore it.")

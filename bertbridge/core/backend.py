@@ -32,12 +32,21 @@ from .errors import BackendUnavailableError, NotSupportedError
 
 Batch = Mapping[str, np.ndarray]
 """A batch: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, shape
-(B, T)) and, when training, ``labels`` (int64 (B,) or float32 (B, K) for multi-label)."""
+(B, T)) and, when training, ``labels``: int64 (B,) or float32 (B, K) for multi-label
+(``sequence`` head); int64 (B, 2) start and end token positions (``span`` head)."""
+
+HEADS = ("sequence", "span")
 
 
 @dataclass(frozen=True)
 class ModelSetup:
-    """What a backend needs to build a classifier."""
+    """What a backend needs to build a model.
+
+    ``head``: ``sequence`` (a classifier on the pooled [CLS]: ``BertForSequenceClassification``,
+    logits (B, num_labels)) or ``span`` (extractive QA: ``BertForQuestionAnswering``'s
+    ``qa_outputs`` on every token, logits (B, T, 2) = start and end; loss = mean of the start
+    and end cross-entropies over all T positions, as transformers computes it).
+    """
 
     num_labels: int
     multi_label: bool
@@ -46,6 +55,7 @@ class ModelSetup:
     mixed_precision: bool = False
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    head: str = "sequence"
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,8 @@ class InferenceModel(abc.ABC):
 
     @abc.abstractmethod
     def logits(self, batch: Batch) -> np.ndarray:
-        """Float32 logits of shape (B, num_labels), in evaluation mode (no dropout)."""
+        """Float32 logits, in evaluation mode (no dropout): (B, num_labels) for the ``sequence``
+        head, (B, T, 2) start/end for the ``span`` head."""
 
     @abc.abstractmethod
     def save(self, directory: Path) -> None:

@@ -213,19 +213,29 @@ class TextClassifier:
     # -- persistence ----------------------------------------------------
     def save(self, directory: Union[str, Path], *, metrics: Optional[dict[str, float]] = None) -> Path:
         """Write the model folder atomically and return its path."""
-        manifest = replace(
-            self.manifest,
-            metrics=dict(metrics if metrics is not None else self.manifest.metrics),
-            versions=library_versions(_framework_distributions(self.manifest.backend)),
-            created=now_iso(),
-        )
-        with atomic_directory(Path(directory)) as staging:
-            self.model.save(staging)
-            self.encoder.save(staging)
-            write_manifest(staging, manifest)
-        self.manifest = manifest
-        self.path = Path(directory).resolve()
-        return self.path
+        return save_model_folder(self, directory, metrics)
+
+    def normalize_request(self, items: list) -> list:
+        """Request items as texts or (text, text_pair) tuples; :class:`serving.RequestError` otherwise."""
+        return serving.normalize_inputs(items, self.manifest.text_pair)
+
+
+def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Optional[dict[str, float]]) -> Path:
+    """Write ``predictor``'s model, tokenizer and manifest (with ``metrics``) atomically to ``directory``;
+    updates its ``manifest`` and ``path``."""
+    manifest = replace(
+        predictor.manifest,
+        metrics=dict(metrics if metrics is not None else predictor.manifest.metrics),
+        versions=library_versions(_framework_distributions(predictor.manifest.backend)),
+        created=now_iso(),
+    )
+    with atomic_directory(Path(directory)) as staging:
+        predictor.model.save(staging)
+        predictor.encoder.save(staging)
+        write_manifest(staging, manifest)
+    predictor.manifest = manifest
+    predictor.path = Path(directory).resolve()
+    return predictor.path
 
 
 def _framework_distributions(backend_name: str) -> tuple[str, ...]:

@@ -47,16 +47,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled file")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
-    p.add_argument("data", help="labelled csv, tsv or jsonl file, read like the training data")
+    p.add_argument("data", help="labelled csv, tsv or jsonl file, read like the training data (QA: SQuAD JSON)")
     p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of name=value lines")
+    p.add_argument("--predictions-out", help="question answering: write the official {id: answer} predictions JSON here")
 
     p = sub.add_parser("predict", help="predict labels for texts")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    src.add_argument("--input", help="csv, tsv or jsonl file with the same text column(s) as the training data")
+    src.add_argument("--input", help="csv, tsv or jsonl file with the same text column(s) as the training data "
+                                     "(QA: SQuAD JSON, or jsonl of {question, context})")
+    src.add_argument("--question", action="append", help="question answering: a question (repeatable, one --context each)")
     p.add_argument("--text-pair", action="append", help="second text of a pair, one per --text")
+    p.add_argument("--context", action="append", help="question answering: the context of each --question")
     p.add_argument("--output", help="write JSON lines here instead of standard output")
     p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
 
@@ -177,7 +181,13 @@ def _evaluate(args) -> int:
     from .api import load
     from .builtin_plugins import format_metric
 
-    metrics = load(args.model, backend=args.backend).evaluate(args.data)
+    model = load(args.model, backend=args.backend)
+    if model.manifest.task == "question_answering":
+        metrics = model.evaluate(args.data, predictions_out=args.predictions_out)
+    elif args.predictions_out:
+        raise DataError("--predictions-out writes SQuAD predictions; this is a text_classification model.")
+    else:
+        metrics = model.evaluate(args.data)
     if args.json:
         print(json.dumps(metrics, sort_keys=True))
     else:
@@ -198,7 +208,11 @@ def _predict(args) -> int:
         except OSError as exc:
             raise DataError(f"{args.output}: cannot write predictions there ({exc.strerror}). Check that the folder exists.") from None
     clf = load(args.model, backend=args.backend)
-    if args.text:
+    if clf.manifest.task == "question_answering":
+        rows = _qa_rows(clf, args)
+    elif args.question or args.context:
+        raise DataError("--question/--context are for question-answering models; this model classifies texts (use --text).")
+    elif args.text:
         if args.text_pair is not None and len(args.text_pair) != len(args.text):
             raise DataError(f"got {len(args.text)} --text but {len(args.text_pair)} --text-pair; give one --text-pair per --text.")
         inputs = list(zip(args.text, args.text_pair)) if args.text_pair else list(args.text)
@@ -216,6 +230,35 @@ def _predict(args) -> int:
         if args.output:
             out.close()
     return 0
+
+
+def _qa_rows(qa, args) -> list[dict]:
+    """Predictions of a question-answering model for ``--question/--context`` or ``--input``."""
+    if args.text or args.text_pair:
+        raise DataError("this model answers questions: use --question Q --context C (or --input squad.json).")
+    if args.question:
+        if not args.context or len(args.context) != len(args.question):
+            raise DataError(f"got {len(args.question)} --question but {len(args.context or [])} --context; give one --context per --question.")
+        pairs = list(zip(args.question, args.context))
+        return [{"question": q, **r} for (q, _), r in zip(pairs, qa.predict(pairs))]
+    from .squad import read_squad
+
+    if str(args.input).lower().endswith(".jsonl"):
+        items = []
+        with open(args.input, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, start=1):
+                if line.strip():
+                    try:
+                        items.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{args.input}, line {n}: invalid JSON ({exc.msg}); one {{question, context}} object per line.") from None
+        return [{"line": i + 1, **r} for i, r in enumerate(qa.predict(items))]
+    squad = read_squad(args.input, require_answers=False)
+    predictions = qa.answer(squad.examples, show_progress=len(squad.examples) > 100)
+    from .serving import qa_prediction
+    from .qa import probability
+
+    return [{"id": p.id, **qa_prediction(p.text, probability(p), p.start, p.end)} for p in predictions]
 
 
 def _run_local(args) -> int:

@@ -44,9 +44,9 @@ def input_fn(request_body: Union[bytes, str], request_content_type: Optional[str
 
 
 def predict_fn(data: list, model: TextClassifier) -> list[dict[str, Any]]:
-    """Check the items against the model (single texts or pairs) and predict them."""
+    """Check the items against the model (texts, pairs, or question/context objects) and predict them."""
     try:
-        return model.predict(serving.normalize_inputs(data, model.manifest.text_pair))
+        return model.predict(model.normalize_request(data))
     except (serving.RequestError, BertbridgeError) as exc:
         raise _client_error(exc) from None
 

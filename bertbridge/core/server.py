@@ -102,8 +102,11 @@ class MicroBatcher:
             start += len(inputs)
 
 
-def create_app(predict: PredictFn, text_pair: bool, config: ServerConfig = ServerConfig()):
-    """The ASGI app for a predict function (``TextClassifier.predict`` in production)."""
+def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig = ServerConfig(), *,
+               normalize: Optional[Callable[[list], list]] = None):
+    """The ASGI app for a predict function (``TextClassifier.predict`` in production). ``normalize``
+    checks request items against the model (default: single texts, or pairs with ``text_pair``)."""
+    normalize = normalize or (lambda items: serving.normalize_inputs(items, text_pair))
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
@@ -141,7 +144,7 @@ def create_app(predict: PredictFn, text_pair: bool, config: ServerConfig = Serve
             accept = request.headers.get("accept")
             serving.format_response([], accept)  # an unusable Accept is refused before inference
             items = serving.parse_items(body, request.headers.get("content-type"))
-            inputs = serving.normalize_inputs(items, text_pair)
+            inputs = normalize(items)
         except serving.RequestError as exc:
             return error(exc)
         except ClientDisconnect:
@@ -176,6 +179,6 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, backend
     from .api import load
 
     model = load(model_path, backend=backend)
-    app = create_app(model.predict, model.manifest.text_pair, config)
+    app = create_app(model.predict, config=config, normalize=model.normalize_request)
     print(json.dumps({"event": "serving", "model": str(model.path), "backend": model.backend, "host": host, "port": port}), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=graceful_timeout)

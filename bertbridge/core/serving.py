@@ -18,6 +18,11 @@ Responses (``Accept``: ``application/json`` (default) or ``application/jsonlines
     {"predictions": [{"label": "positive", "score": 0.97, "probabilities": {"negative": 0.03, "positive": 0.97}}]}
 
 Multi-label models answer ``{"labels": [...], "probabilities": {...}}`` per input.
+
+Question-answering models take ``{"question": "...", "context": "..."}`` objects (or
+``[question, context]`` pairs, or csv rows ``question,context``), one or a list, and
+answer ``{"answer": "...", "score": 0.91, "start": 16, "end": 21}`` per question
+(character offsets into the context, end exclusive; ``""`` and -1/-1 for no answer).
 Client mistakes raise :class:`RequestError` with an HTTP status (400, 406, 413, 415)
 and a JSON body ``{"error": {"status": ..., "message": ...}}``.
 """
@@ -154,6 +159,32 @@ def normalize_input(item: Any, i: int, text_pair: bool) -> Input:
             raise RequestError(400, f"input {i}: this model classifies single texts; send a string, not a pair.")
         return (_non_empty(item[0], i), _non_empty(item[1], i))
     raise RequestError(400, f"input {i}: expected a string{' pair' if text_pair else ''}, got {type(item).__name__}.")
+
+
+def normalize_qa_inputs(items: list) -> list[tuple[str, str]]:
+    """Question-answering request items as (question, context) pairs."""
+    if len(items) == 2 and all(isinstance(x, str) for x in items):
+        items = [items]  # one bare [question, context]
+    pairs = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            missing = [k for k in ("question", "context") if not isinstance(item.get(k), str)]
+            if missing:
+                raise RequestError(400, f"input {i}: needs string fields 'question' and 'context' (missing or not text: "
+                                        f"{', '.join(missing)}).")
+            item = (item["question"], item["context"])
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise RequestError(400, f"input {i}: this model answers questions; send {{\"question\": ..., \"context\": ...}} "
+                                    f"or [question, context], got {type(item).__name__}.")
+        question, context = item
+        if not question.strip() or not context.strip():
+            raise RequestError(400, f"input {i}: the {'question' if not question.strip() else 'context'} is empty.")
+        pairs.append((question, context))
+    return pairs
+
+
+def qa_prediction(text: str, score: float, start: int, end: int) -> dict[str, Any]:
+    return {"answer": text, "score": round(float(score), 6), "start": int(start), "end": int(end)}
 
 
 def _non_empty(text: str, i: int) -> str:

@@ -43,16 +43,32 @@ class TaskConfig:
     """What is predicted.
 
     ``type``: ``text_classification`` (single sentence or sentence pair) or
-    ``question_answering`` (declared; implemented in its own release).
+    ``question_answering`` (extractive, SQuAD v1.1/v2.0 JSON data files).
     ``multi_label``: each example may carry several labels (sigmoid outputs).
     ``threshold``: multi-label decision threshold on each label's probability.
+
+    Question answering only: a context longer than ``training.max_seq_length`` is cut
+    into windows; ``doc_stride`` is the number of context tokens consecutive windows
+    **share** (the overlap, as in Hugging Face ``run_qa.py``; not Google BERT's step).
+    Questions are cut to ``max_question_length`` tokens. Answers are at most
+    ``max_answer_length`` tokens, chosen from the ``n_best`` start and end candidates;
+    for SQuAD v2 data the answer is empty ("no answer") when the null score beats the
+    best span by more than ``null_threshold``.
     """
 
     type: str = field(default="text_classification", metadata=_choices(*TASK_TYPES))
     multi_label: bool = False
     threshold: float = 0.5
+    doc_stride: int = 128
+    max_question_length: int = 64
+    max_answer_length: int = 30
+    n_best: int = 20
+    null_threshold: float = 0.0
 
     def _validate(self, path: str) -> None:
+        for name in ("doc_stride", "max_question_length", "max_answer_length", "n_best"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{path}.{name} must be >= 1, got {getattr(self, name)}.")
         if not 0.0 < self.threshold < 1.0:
             raise SpecError(f"{path}.threshold must be between 0 and 1 (exclusive), got {self.threshold}.")
         if self.multi_label and self.type != "text_classification":
@@ -126,8 +142,8 @@ class ModelConfig:
 class EarlyStoppingConfig:
     """Stop when the validation ``metric`` has not improved by ``min_delta`` for
     ``patience`` evaluations (0 disables). The best weights are kept. ``metric``
-    defaults to accuracy (single-label) or micro_f1 (multi-label); ``loss`` is
-    minimised, everything else maximised."""
+    defaults to accuracy (single-label), micro_f1 (multi-label) or f1 (question
+    answering); ``loss`` is minimised, everything else maximised."""
 
     patience: int = 0
     metric: Optional[str] = None

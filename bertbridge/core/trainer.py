@@ -26,6 +26,7 @@ from .tokenize import Encoded
 MINIMIZED = ("loss", "hamming_loss")
 SINGLE_LABEL_MONITORS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc", "loss")
 MULTI_LABEL_MONITORS = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall", "hamming_loss", "loss")
+QA_MONITORS = ("f1", "exact", "HasAns_f1", "loss")
 
 LogFn = Callable[[Mapping[str, float], str, int, float], None]
 
@@ -38,10 +39,13 @@ def linear_schedule(step: int, total_steps: int, warmup_steps: int, peak: float)
     return peak * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def monitor_metric(cfg: TrainingConfig, multi_label: bool, has_validation: bool) -> str:
+def monitor_metric(cfg: TrainingConfig, multi_label: bool, has_validation: bool, task: str = "text_classification") -> str:
     """The early-stopping metric, checked before any training happens."""
-    allowed = MULTI_LABEL_MONITORS if multi_label else SINGLE_LABEL_MONITORS
-    name = cfg.early_stopping.metric or ("micro_f1" if multi_label else "accuracy")
+    if task == "question_answering":
+        allowed, default = QA_MONITORS, "f1"
+    else:
+        allowed, default = (MULTI_LABEL_MONITORS, "micro_f1") if multi_label else (SINGLE_LABEL_MONITORS, "accuracy")
+    name = cfg.early_stopping.metric or default
     if name not in allowed:
         raise SpecError(f"training.early_stopping.metric is {name!r}; for this task use one of: {', '.join(allowed)}.")
     if cfg.early_stopping.patience and not has_validation:
@@ -96,6 +100,7 @@ def fit(
     pad_id: int = 0,
     fingerprint: str = "",
     observer=None,
+    task: str = "text_classification",
 ) -> TrainResult:
     """Fine-tune ``model`` for ``cfg.epochs`` epochs; ``evaluate`` (if any) returns validation metrics.
 
@@ -107,7 +112,7 @@ def fit(
     """
     from . import checkpoints
 
-    metric = monitor_metric(cfg, multi_label, evaluate is not None)
+    metric = monitor_metric(cfg, multi_label, evaluate is not None, task)
     minimize = metric in MINIMIZED
     patience = cfg.early_stopping.patience
     keep_best = evaluate is not None and cfg.restore_best

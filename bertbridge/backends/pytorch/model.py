@@ -16,7 +16,7 @@ if "transformers" not in sys.modules:
     os.environ.setdefault("USE_TF", "0")
 
 import torch  # noqa: E402
-from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: E402
+from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoModelForSequenceClassification  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
@@ -41,11 +41,15 @@ def _quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
-def _load(folder: Path, config, attention: str = "sdpa", **kwargs) -> torch.nn.Module:
+_MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "span": AutoModelForQuestionAnswering}
+_HEAD_LAYER = {"sequence": "classifier", "span": "qa_outputs"}
+
+
+def _load(folder: Path, config, attention: str = "sdpa", head: str = "sequence", **kwargs) -> torch.nn.Module:
     """``from_pretrained`` from safetensors only; damaged files become a clear ArtifactError."""
     try:
         with _quiet_transformers():
-            return AutoModelForSequenceClassification.from_pretrained(
+            return _MODEL_CLASSES[head].from_pretrained(
                 folder, config=config, use_safetensors=True, attn_implementation=attention, **kwargs
             )
     except (OSError, ValueError, RuntimeError) as exc:
@@ -64,7 +68,8 @@ def _problem_type(setup: ModelSetup) -> str:
 
 
 class TorchClassifier(TrainableModel):
-    """``AutoModelForSequenceClassification`` driven by the core training loop."""
+    """``AutoModelForSequenceClassification`` (or, for the span head, ``AutoModelForQuestionAnswering``)
+    driven by the core training loop."""
 
     def __init__(self, model: torch.nn.Module, setup: ModelSetup) -> None:
         self.device = _device()
@@ -80,23 +85,31 @@ class TorchClassifier(TrainableModel):
     @classmethod
     def from_pretrained(cls, folder: Path, setup: ModelSetup) -> "TorchClassifier":
         torch.manual_seed(setup.seed)
-        config = AutoConfig.from_pretrained(
-            folder,
-            num_labels=setup.num_labels,
-            id2label={int(k): v for k, v in setup.id2label.items()},
-            label2id={v: int(k) for k, v in setup.id2label.items()},
-            problem_type=_problem_type(setup),
-        )
-        model = _load(folder, config, ignore_mismatched_sizes=True)
-        # Always a fresh head, even when starting from a fine-tuned classifier (as every backend does).
-        std = getattr(config, "initializer_range", 0.02)
-        torch.nn.init.normal_(model.classifier.weight, mean=0.0, std=std)
-        torch.nn.init.zeros_(model.classifier.bias)
+        if setup.head == "span":
+            config = AutoConfig.from_pretrained(folder, num_labels=2)
+        else:
+            config = AutoConfig.from_pretrained(
+                folder,
+                num_labels=setup.num_labels,
+                id2label={int(k): v for k, v in setup.id2label.items()},
+                label2id={v: int(k) for k, v in setup.id2label.items()},
+                problem_type=_problem_type(setup),
+            )
+        model = _load(folder, config, head=setup.head, ignore_mismatched_sizes=True)
+        # Always a fresh head, even when starting from a fine-tuned model (as every backend does).
+        layer = getattr(model, _HEAD_LAYER[setup.head])
+        torch.nn.init.normal_(layer.weight, mean=0.0, std=getattr(config, "initializer_range", 0.02))
+        torch.nn.init.zeros_(layer.bias)
         return cls(model, setup)
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup, attention: str = "sdpa") -> "TorchClassifier":
         config = AutoConfig.from_pretrained(folder)
+        if setup.head == "span":
+            if not any(a.endswith("ForQuestionAnswering") for a in (config.architectures or [])):
+                raise ArtifactError(f"{folder}: config.json describes {config.architectures}, not a question-answering "
+                                    "model, but bertbridge.json says question_answering. Retrain or restore the folder.")
+            return cls(_load(folder, config, attention=attention, head="span"), setup)
         if config.num_labels != setup.num_labels:
             raise ArtifactError(
                 f"{folder}: config.json has {config.num_labels} labels but bertbridge.json lists "
@@ -108,7 +121,10 @@ class TorchClassifier(TrainableModel):
     def _forward(self, batch: Batch) -> torch.Tensor:
         inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in _INPUTS}
         with self._autocast():
-            return self.model(**inputs).logits.float()
+            out = self.model(**inputs)
+        if self.setup.head == "span":
+            return torch.stack([out.start_logits.float(), out.end_logits.float()], dim=-1)
+        return out.logits.float()
 
     def logits(self, batch: Batch) -> np.ndarray:
         self.model.eval()
@@ -119,7 +135,10 @@ class TorchClassifier(TrainableModel):
         self.model.train()
         logits = self._forward(batch)
         labels = torch.from_numpy(batch["labels"]).to(self.device)
-        if self.setup.multi_label:
+        if self.setup.head == "span":  # transformers' BertForQuestionAnswering loss
+            loss = (torch.nn.functional.cross_entropy(logits[..., 0], labels[:, 0])
+                    + torch.nn.functional.cross_entropy(logits[..., 1], labels[:, 1])) / 2
+        elif self.setup.multi_label:
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
         else:
             loss = torch.nn.functional.cross_entropy(logits, labels)
