@@ -18,7 +18,7 @@ class TensorFlowBackend(Backend):
     extra = "tensorflow"
     requires = ("tensorflow",)
     distributions = ("tensorflow", "tensorflow-cpu")
-    tasks = ("text_classification",)
+    tasks = ("text_classification", "question_answering")
     exports = ("savedmodel",)
     sagemaker_image = {"framework": "tensorflow", "version": "2.16", "py_version": "py310"}
 
@@ -34,11 +34,13 @@ class TensorFlowBackend(Backend):
 
     def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
         """TF Serving layout (``1/`` SavedModel + ``code/`` handlers), plus the model folder's
-        files at the root so ``bertbridge serve`` answers from the same tarball."""
-        from bertbridge.core.artifacts import copy_files
+        files at the root so ``bertbridge serve`` answers from the same tarball. Question-answering
+        models get the model folder only (served by ``bertbridge serve``; no SavedModel signature yet)."""
+        from bertbridge.core.artifacts import Manifest, copy_files
 
         copy_files(artifact_dir, out_dir)
-        self.export(artifact_dir, "savedmodel", out_dir, version=1)
+        if Manifest.read(artifact_dir).task == "text_classification":  # the SavedModel signature classifies
+            self.export(artifact_dir, "savedmodel", out_dir, version=1)
 
     def serving_environment(self) -> dict[str, str]:
         """TensorFlow Serving finds ``1/`` and the ``code/inference.py`` handlers by itself."""

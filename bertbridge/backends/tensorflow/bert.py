@@ -1,4 +1,5 @@
-"""BERT for sequence classification in plain TensorFlow (a ``tf.Module``, no Keras, no transformers).
+"""BERT for sequence classification or extractive question answering in plain TensorFlow
+(a ``tf.Module``, no Keras, no transformers).
 
 Variables keep Hugging Face PyTorch names and layouts (Linear weights ``[out, in]``,
 applied with ``transpose_b``), so a bertbridge artifact loads and saves without
@@ -13,6 +14,8 @@ from typing import Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from bertbridge.core.backend import HEADS
+
 _ACTIVATIONS = {
     "gelu": lambda x: tf.nn.gelu(x, approximate=False),
     "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
@@ -22,10 +25,20 @@ _ACTIVATIONS = {
 
 
 class BertClassifier(tf.Module):
-    """Embeddings, ``num_hidden_layers`` post-LayerNorm encoder blocks, tanh pooler, linear head."""
+    """Embeddings, ``num_hidden_layers`` post-LayerNorm encoder blocks, then the head:
+    ``sequence``: tanh pooler on [CLS] and a linear classifier (``BertForSequenceClassification``),
+    logits (B, num_labels); ``span``: ``qa_outputs`` on every token (``BertForQuestionAnswering``,
+    no pooler), logits (B, T, 2) = start and end."""
 
-    def __init__(self, config: Mapping, state: Mapping[str, np.ndarray], *, seed: int = 0, bf16: bool = False) -> None:
+    def __init__(
+        self, config: Mapping, state: Mapping[str, np.ndarray], *, seed: int = 0, bf16: bool = False, head: str = "sequence"
+    ) -> None:
         super().__init__(name="bert_classifier")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        self.head = head
+        if head == "span":  # question answering has no pooler; keep only the variables the model uses
+            state = {k: v for k, v in state.items() if not k.startswith(("bert.pooler.", "classifier."))}
         self.num_layers = int(config["num_hidden_layers"])
         self.num_heads = int(config["num_attention_heads"])
         self.hidden = int(config["hidden_size"])
@@ -35,6 +48,8 @@ class BertClassifier(tf.Module):
         classifier_dropout = config.get("classifier_dropout")
         self.classifier_dropout = float(self.hidden_dropout if classifier_dropout is None else classifier_dropout)
         self.act = _ACTIVATIONS[config.get("hidden_act", "gelu")]
+        pad = config.get("pad_token_id", 0)
+        self.pad_token_id = None if pad is None else int(pad)
         self.compute_dtype = tf.bfloat16 if bf16 else tf.float32
         # One variable per checkpoint tensor, keyed by its PyTorch name.
         self.weights = {name: tf.Variable(value, name=name.replace(".", "/"), trainable=True) for name, value in state.items()}
@@ -79,6 +94,14 @@ class BertClassifier(tf.Module):
         out = self._dropout(self._dense(context, prefix + ".output.dense"), self.hidden_dropout, training)
         return self._layer_norm(out + h, prefix + ".output.LayerNorm")
 
+    def _word_embeddings(self, input_ids: tf.Tensor) -> tf.Tensor:
+        """Like ``nn.Embedding(padding_idx=pad_token_id)``: the padding row gets no gradient (the
+        span head's loss reaches padded positions; a classifier's never does, so it is unchanged)."""
+        emb = tf.gather(self._w("bert.embeddings.word_embeddings.weight"), input_ids)
+        if self.pad_token_id is None:
+            return emb
+        return tf.where((input_ids == self.pad_token_id)[..., None], tf.stop_gradient(emb), emb)
+
     # -- the model ----------------------------------------------------------
     def __call__(
         self,
@@ -90,7 +113,7 @@ class BertClassifier(tf.Module):
         length = tf.shape(input_ids)[1]
         e = "bert.embeddings."
         h = (
-            tf.gather(self._w(e + "word_embeddings.weight"), input_ids)
+            self._word_embeddings(input_ids)
             + tf.gather(self._w(e + "position_embeddings.weight"), tf.range(length))[None]
             + tf.gather(self._w(e + "token_type_embeddings.weight"), token_type_ids)
         )
@@ -102,6 +125,8 @@ class BertClassifier(tf.Module):
             inter = self.act(self._dense(h, p + "intermediate.dense"))
             out = self._dropout(self._dense(inter, p + "output.dense"), self.hidden_dropout, training)
             h = self._layer_norm(out + h, p + "output.LayerNorm")
+        if self.head == "span":  # (B, T, 2) start/end logits, float32 (as _dense returns)
+            return self._dense(h, "qa_outputs")
         pooled = tf.tanh(self._dense(h[:, 0], "bert.pooler.dense"))
         pooled = self._dropout(pooled, self.classifier_dropout, training)
         return self._dense(pooled, "classifier")

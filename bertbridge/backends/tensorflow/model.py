@@ -20,7 +20,8 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
 
 
 class TFClassifier(TrainableModel):
-    """:class:`BertClassifier` trained with compiled (``tf.function``) steps and AdamW."""
+    """:class:`BertClassifier` trained with compiled (``tf.function``) steps and AdamW; its head
+    (``sequence`` classifier or ``span`` question answering) is ``setup.head``."""
 
     def __init__(self, module: BertClassifier, config: dict, setup: ModelSetup) -> None:
         self.module = module
@@ -29,7 +30,13 @@ class TFClassifier(TrainableModel):
         self.variables = list(module.weights.values())
         self._decay = module.decay_mask
         self._ready = False
-        label_spec = tf.TensorSpec([None, setup.num_labels], tf.float32) if setup.multi_label else tf.TensorSpec([None], tf.int64)
+        if setup.head == "span":  # start and end token positions
+            label_spec = tf.TensorSpec([None, 2], tf.int64)
+        elif setup.multi_label:
+            label_spec = tf.TensorSpec([None, setup.num_labels], tf.float32)
+        else:
+            label_spec = tf.TensorSpec([None], tf.int64)
+        self._label_dtype = label_spec.dtype.as_numpy_dtype
         self._logits_fn = tf.function(lambda i, a, t: module(i, a, t, training=False), input_signature=[_IDS] * 3, reduce_retracing=True)
         self._accumulate_fn = tf.function(self._accumulate_graph, input_signature=[_IDS] * 3 + [label_spec, tf.TensorSpec([], tf.float32)])
         self._step_fn = tf.function(self._step_graph, input_signature=[tf.TensorSpec([], tf.float32)])
@@ -39,12 +46,12 @@ class TFClassifier(TrainableModel):
     def from_pretrained(cls, folder: Path, setup: ModelSetup) -> "TFClassifier":
         tf.random.set_seed(setup.seed)
         base, state, config = pretrained_classifier(folder, setup)
-        return cls(BertClassifier(base, state, seed=setup.seed, bf16=setup.mixed_precision), config, setup)
+        return cls(BertClassifier(base, state, seed=setup.seed, bf16=setup.mixed_precision, head=setup.head), config, setup)
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup) -> "TFClassifier":
-        config, state = saved_classifier(folder, setup.num_labels)
-        return cls(BertClassifier(config, state), config, setup)
+        config, state = saved_classifier(folder, setup.num_labels, head=setup.head)
+        return cls(BertClassifier(config, state, head=setup.head), config, setup)
 
     # -- graphs -------------------------------------------------------------
     def _build_slots(self) -> None:
@@ -56,6 +63,10 @@ class TFClassifier(TrainableModel):
         self._ready = True
 
     def _loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        if self.setup.head == "span":  # transformers' BertForQuestionAnswering: mean of start and end CE over all T
+            start = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels[:, 0], logits=logits[..., 0])
+            end = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels[:, 1], logits=logits[..., 1])
+            return (tf.reduce_mean(start) + tf.reduce_mean(end)) / 2.0
         if self.setup.multi_label:
             return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -94,7 +105,7 @@ class TFClassifier(TrainableModel):
     def accumulate(self, batch: Batch, loss_scale: float) -> float:
         if not self._ready:
             self._build_slots()
-        labels = batch["labels"].astype(np.float32 if self.setup.multi_label else np.int64)
+        labels = batch["labels"].astype(self._label_dtype)
         loss = self._accumulate_fn(
             batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], labels, np.float32(loss_scale)
         )
