@@ -19,7 +19,7 @@ class MXNetBackend(Backend):
     extra = "mxnet"
     requires = ("mxnet", "gluonnlp")
     distributions = ("mxnet", "mxnet-mkl")
-    tasks = ("text_classification",)
+    tasks = ("text_classification", "question_answering")
     exports = ("mxnet-symbol",)
     debugger = True
     sagemaker_image = {}  # SageMaker's newest MXNet images (1.9) have Python 3.8

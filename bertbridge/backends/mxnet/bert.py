@@ -10,6 +10,10 @@ as ``model.safetensors`` that PyTorch and TensorFlow open.
 Differences from the Hugging Face model, none of which changes inference:
 GluonNLP applies embedding dropout before the embedding LayerNorm, and uses one
 dropout rate (``hidden_dropout_prob``) for attention probabilities as well.
+
+Two heads, as ``ModelSetup.head`` names them: ``sequence`` (``BertForSequenceClassification``:
+pooler, dropout, ``classifier``) and ``span`` (``BertForQuestionAnswering``: no pooler,
+``qa_outputs`` on every token, giving start and end logits).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
+from bertbridge.core.backend import HEADS
 from bertbridge.core.errors import ArtifactError
 
 from ._mx import mxnet_module
@@ -51,15 +56,16 @@ _LAYER = {
     "output.LayerNorm": "ffn.layer_norm",
 }
 _LAYER_RE = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$")
+_HEAD_LAYERS = ("classifier.", "qa_outputs.")  # the heads' Dense blocks carry these names in both worlds
 
 
 def hf_to_gluon(name: str) -> str:
     """``bert.encoder.layer.0.attention.self.query.weight`` ->
-    ``bert.encoder.transformer_cells.0.attention_cell.proj_query.weight`` (classifier.* unchanged)."""
-    if name.startswith("classifier."):
+    ``bert.encoder.transformer_cells.0.attention_cell.proj_query.weight`` (classifier.* and qa_outputs.* unchanged)."""
+    if name.startswith(_HEAD_LAYERS):
         return name
     if not name.startswith("bert."):
-        raise ArtifactError(f"weight {name!r} is not part of a BERT classifier (expected bert.* or classifier.*).")
+        raise ArtifactError(f"weight {name!r} is not part of a BERT model (expected bert.*, classifier.* or qa_outputs.*).")
     rest = name[len("bert."):]
     if rest in _FIXED:
         return "bert." + _FIXED[rest]
@@ -75,7 +81,7 @@ def hf_to_gluon(name: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _inverse(num_layers: int) -> dict[str, str]:
-    names = [f"bert.{k}" for k in _FIXED] + ["classifier.weight", "classifier.bias"]
+    names = [f"bert.{k}" for k in _FIXED] + [f"{head}{kind}" for head in _HEAD_LAYERS for kind in ("weight", "bias")]
     for i in range(num_layers):
         names += [f"bert.encoder.layer.{i}.{part}.{kind}" for part in _LAYER for kind in ("weight", "bias")]
     return {hf_to_gluon(n): n for n in names}
@@ -89,21 +95,51 @@ def gluon_to_hf(name: str, num_layers: int) -> str:
         raise ArtifactError(f"GluonNLP parameter {name!r} has no Hugging Face counterpart.") from None
 
 
+class _KeepPadding:
+    """``F`` (``mx.nd`` or ``mx.sym``) with ``SequenceMask`` as the identity, for :class:`_SpanEncoder`."""
+
+    def __init__(self, F) -> None:  # noqa: N803 (Gluon's name)
+        self._F = F
+
+    def __getattr__(self, name: str):
+        return getattr(self._F, name)
+
+    @staticmethod
+    def SequenceMask(data, **_):  # noqa: N802 (the operator's name)
+        return data
+
+
+class _SpanEncoder(BERTEncoder):
+    """``BERTEncoder`` that keeps the hidden states of padding positions. GluonNLP zeroes them after
+    the last layer; transformers computes them (padding queries attend to the real tokens, as they
+    do here in every layer), and ``BertForQuestionAnswering``'s logits and loss cover every position."""
+
+    def hybrid_forward(self, F, inputs, states=None, valid_length=None, position_weight=None):  # noqa: N803
+        return super().hybrid_forward(_KeepPadding(F), inputs, states, valid_length, position_weight)
+
+
 class BertClassifier(HybridBlock):
-    """GluonNLP ``BERTModel`` (encoder + tanh pooler) with a dropout + linear head.
+    """GluonNLP ``BERTModel`` with a head: ``sequence`` (tanh pooler, dropout, linear ``classifier``:
+    logits (B, num_labels)) or ``span`` (no pooler; linear ``qa_outputs`` on every token: (B, T, 2)
+    start and end logits).
 
     Call it with ``(input_ids, token_type_ids, valid_length)``; it returns logits.
     """
 
-    def __init__(self, config: Mapping, num_labels: int, prefix: str = "bertclassifier_", **kwargs) -> None:
+    def __init__(self, config: Mapping, num_labels: int, prefix: str = "bertclassifier_", head: str = "sequence", **kwargs) -> None:
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         super().__init__(prefix=prefix, **kwargs)
+        self.head = head
         hidden = int(config["hidden_size"])
         dropout = float(config.get("hidden_dropout_prob", 0.1))
         head_dropout = config.get("classifier_dropout")
         self.num_layers = int(config["num_hidden_layers"])
         self.num_heads = int(config["num_attention_heads"])
+        pad = config.get("pad_token_id", 0)
+        self.pad_token_id = None if pad is None else int(pad)
         with self.name_scope():
-            encoder = BERTEncoder(
+            encoder = (_SpanEncoder if head == "span" else BERTEncoder)(
                 num_layers=self.num_layers,
                 units=hidden,
                 hidden_size=int(config["intermediate_size"]),
@@ -120,14 +156,19 @@ class BertClassifier(HybridBlock):
                 token_type_vocab_size=int(config.get("type_vocab_size", 2)),
                 units=hidden,
                 embed_size=hidden,
-                use_pooler=True,
+                use_pooler=head == "sequence",
                 use_decoder=False,
                 use_classifier=False,
             )
-            self.dropout = nn.Dropout(dropout if head_dropout is None else float(head_dropout))
-            self.classifier = nn.Dense(num_labels, in_units=hidden, flatten=False)
+            if head == "span":  # structural names qa_outputs.weight / .bias, as in transformers
+                self.qa_outputs = nn.Dense(2, in_units=hidden, flatten=False)
+            else:
+                self.dropout = nn.Dropout(dropout if head_dropout is None else float(head_dropout))
+                self.classifier = nn.Dense(num_labels, in_units=hidden, flatten=False)
 
     def hybrid_forward(self, F, input_ids, token_type_ids, valid_length):  # noqa: N803 (Gluon's signature)
+        if self.head == "span":  # BertForQuestionAnswering: no dropout before qa_outputs
+            return self.qa_outputs(self.bert(input_ids, token_type_ids, valid_length))
         _, pooled = self.bert(input_ids, token_type_ids, valid_length)
         return self.classifier(self.dropout(pooled))
 
@@ -154,6 +195,12 @@ class BertClassifier(HybridBlock):
     def set_hf_state(self, state: Mapping[str, np.ndarray]) -> None:
         for name, param in self.structural_params().items():
             param.set_data(mx.nd.array(state[gluon_to_hf(name, self.num_layers)], dtype="float32"))
+
+    def drop_padding_grad(self, ctx) -> None:
+        """Like transformers' ``nn.Embedding(padding_idx=pad_token_id)``: the padding row of the word
+        embedding gets no gradient (it has one here when padding positions reach the loss, as in ``span``)."""
+        if self.pad_token_id is not None:
+            self.bert.word_embed[0].weight.grad(ctx)[self.pad_token_id] = 0
 
     def decay_flags(self) -> dict[str, bool]:
         """Structural name -> whether AdamW decays it (not biases, not LayerNorm)."""

@@ -6,6 +6,7 @@ NDArray ops to match ``torch.optim.AdamW`` exactly (decoupled decay, bias
 correction, global-norm clipping), so the three backends train the same way.
 Dropout is reseeded from ``(seed, micro-batch index)`` before every forward pass,
 which makes runs repeatable and lets a checkpoint resume the exact stream.
+The head (``sequence`` classifier or ``span`` question answering) is ``setup.head``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def valid_length(batch: Batch):
 
 
 class MXClassifier(TrainableModel):
-    """:class:`BertClassifier` fine-tuned with autograd and AdamW on the CPU (or ``mx.gpu()``)."""
+    """:class:`BertClassifier` fine-tuned with autograd and AdamW on the CPU (or ``mx.gpu()``); its head
+    is ``setup.head``."""
 
     def __init__(self, block: BertClassifier, config: dict, setup: ModelSetup, ctx=None) -> None:
         self.block = block
@@ -45,7 +47,12 @@ class MXClassifier(TrainableModel):
         self._micro = 0  # forward passes in training mode so far (dropout seed stream)
         self.block.hybridize(static_alloc=False)
         loss = mx.gluon.loss
-        self.loss_block = loss.SigmoidBinaryCrossEntropyLoss() if setup.multi_label else loss.SoftmaxCrossEntropyLoss()
+        if setup.head == "span":
+            # logits (B, T, 2), labels (B, 2): softmax over the T positions, the start and end losses
+            # averaged per example (transformers' BertForQuestionAnswering loss, no masking)
+            self.loss_block = loss.SoftmaxCrossEntropyLoss(axis=1)
+        else:
+            self.loss_block = loss.SigmoidBinaryCrossEntropyLoss() if setup.multi_label else loss.SoftmaxCrossEntropyLoss()
         self.debug_hook = None  # set by a debugger session (debugger.py) while it records
 
     # -- construction -----------------------------------------------------
@@ -58,14 +65,14 @@ class MXClassifier(TrainableModel):
             )
         mx.random.seed(setup.seed)
         base, state, config = pretrained_classifier(folder, setup)
-        block = BertClassifier(base, setup.num_labels)
+        block = BertClassifier(base, setup.num_labels, head=setup.head)
         block.load_hf(state, mx.cpu())
         return cls(block, config, setup)
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup) -> "MXClassifier":
-        config, state = saved_classifier(folder, setup.num_labels)
-        block = BertClassifier(config, setup.num_labels)
+        config, state = saved_classifier(folder, setup.num_labels, head=setup.head)
+        block = BertClassifier(config, setup.num_labels, head=setup.head)
         block.load_hf(state, mx.cpu())
         return cls(block, config, setup)
 
@@ -78,8 +85,8 @@ class MXClassifier(TrainableModel):
         )
 
     def _loss(self, logits, labels):
-        """Mean cross-entropy (softmax, or sigmoid per label) through a Gluon loss block, which a
-        debugger hook can watch."""
+        """Mean cross-entropy (softmax, or sigmoid per label; for ``span``, the mean of the start and
+        end cross-entropies) through a Gluon loss block, which a debugger hook can watch."""
         return self.loss_block(logits, labels).mean()
 
     def _ensure_slots(self) -> None:
@@ -112,6 +119,7 @@ class MXClassifier(TrainableModel):
 
     def step(self, learning_rate: float) -> None:
         self._ensure_slots()
+        self.block.drop_padding_grad(self.ctx)
         grads = {name: p.grad(self.ctx) for name, p in self.params.items()}
         clip = 1.0
         if self.setup.max_grad_norm > 0:
