@@ -34,7 +34,8 @@ from .sagemaker_aws import aws_context, framework_image
 from .sagemaker_code import requirements, vendor_package
 
 METRICS = ("train_loss", "learning_rate", "train_samples_per_s", "eval_loss", "eval_accuracy", "eval_macro_f1",
-           "eval_micro_f1", "eval_mcc", "eval_subset_accuracy", "test_accuracy", "test_macro_f1")
+           "eval_micro_f1", "eval_mcc", "eval_subset_accuracy", "test_accuracy", "test_macro_f1",
+           "eval_exact", "eval_f1", "eval_HasAns_f1", "eval_NoAns_f1", "test_exact", "test_f1")
 METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"^{name}=([-+0-9.eE]+|nan|inf)"} for name in METRICS]
 DEBUG_LOCAL_PATH = "/opt/ml/output/tensors"
 
