@@ -12,7 +12,8 @@ Prints one JSON line::
      "no_ans_f1": ..., "train_samples_per_s": ..., "peer": "hf-run_qa", "peer_exact_match": ...,
      "peer_f1": ..., "peer_has_ans_f1": ..., "peer_train_samples_per_s": ..., ...}
 
-``train_samples_per_s`` counts training windows per second of each tool's own training
+``best_f1`` is the official v2 script's F1 at the best no-answer threshold (how much
+the spans themselves are worth when the null threshold is tuned). ``train_samples_per_s`` counts training windows per second of each tool's own training
 loop. The peer pads each batch to its longest window (DataCollatorWithPadding), the
 faster of run_qa's two padding modes. Data: SQuAD 2.0 (Rajpurkar et al. 2018), CC BY-SA 4.0.
 
@@ -86,7 +87,8 @@ def run_bertbridge(args, train: Path, dev: Path, out: Path) -> dict:
     metrics = qa.evaluate(dev)
     result = qa.training_result
     return {"exact_match": metrics["exact"], "f1": metrics["f1"], "has_ans_f1": metrics.get("HasAns_f1", 0.0),
-            "no_ans_f1": metrics.get("NoAns_f1", 0.0), "train_samples_per_s": result.train_samples_per_s,
+            "no_ans_f1": metrics.get("NoAns_f1", 0.0), "best_f1": metrics.get("best_f1"),
+            "best_f1_thresh": metrics.get("best_f1_thresh"), "train_samples_per_s": result.train_samples_per_s,
             "train_seconds": result.train_seconds, "train_windows": int(qa.metrics["train_windows"]),
             "wall_s": time.perf_counter() - start}
 
