@@ -136,7 +136,7 @@ def test_sagemaker_serving_functions_answer_from_an_mxnet_model(numpy_model_dir,
 
 def test_backend_reports_itself_and_its_exports():
     status = {s.name: s for s in bertbridge.list_backends()}["mxnet"]
-    assert status.available and status.tasks == ("text_classification",)
+    assert status.available and status.tasks == ("text_classification", "question_answering")
     assert "mxnet-symbol" in backends().get("mxnet").exports and backends().get("mxnet").debugger
 
 
