@@ -24,16 +24,14 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import string
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from .artifacts import write_text_atomic
 from .squad import QAExample
 
 __all__ = ["evaluate", "exact_match", "f1", "find_best_thresh", "normalize_answer", "write_predictions"]
@@ -166,18 +164,7 @@ def write_predictions(path: Union[str, Path], predictions: Union[Mapping[str, An
     path = Path(path)
     data = dict(predictions) if isinstance(predictions, Mapping) else {p.id: p.text for p in predictions}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     return path
 
 
