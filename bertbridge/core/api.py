@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from . import data_parallel
 from .artifacts import Manifest, check_output_dir, check_weights
 from .backend import ModelSetup
 from .classifier import Split, TextClassifier, read_split
@@ -63,6 +64,11 @@ def train(
     Returns the trained :class:`TextClassifier` (or, for ``question_answering``, a
     :class:`~bertbridge.core.qa.QuestionAnswerer`); ``.metrics`` has the validation metrics
     (and ``test_*`` ones when ``data.test`` is set), ``.path`` the saved folder.
+
+    Data-parallel (see :mod:`bertbridge.core.data_parallel`): with ``distribution`` asking for
+    several processes this call launches them on this machine, waits, and returns the model
+    rank 0 saved. In a process started by the engine's launcher (``torchrun``, ``TF_CONFIG``,
+    ``DMLC_ROLE=worker``) it trains as that worker; there, ranks other than 0 return None.
     """
     spec = load_spec(spec, overrides)
     chosen = select_backend(backend, spec.backend, task=spec.task.type)
@@ -70,10 +76,15 @@ def train(
         trainers = ", ".join(b.name for b in backends() if b.trains and spec.task.type in b.tasks)
         raise NotSupportedError(f"backend {chosen.name!r} runs exported models only and cannot train; train with one of: {trainers}.")
     target = check_output_dir(Path(output_dir) if output_dir is not None else Path(spec.output_dir))
+    role = data_parallel.role(spec, chosen)
+    data_parallel.check(spec, chosen, role)
+    if role == "launcher":
+        models().resolve(spec.model.name)  # a missing model fails here, once, not in every worker
+        return load(data_parallel.launch_locally(spec, chosen, target))
     if spec.task.type == "question_answering":
         from .qa_train import train_question_answering
 
-        return train_question_answering(spec, chosen, target)  # type: ignore[return-value]
+        return train_question_answering(spec, chosen, target, role)  # type: ignore[return-value]
     debug_dir = _check_debugger(spec, chosen, target)
     if spec.data.train is None:
         raise SpecError("data.train is not set: give the path of the training file (csv, tsv or jsonl).")
@@ -129,7 +140,7 @@ def train(
     validation = split(spec.data.validation) if spec.data.validation else None
     test = split(spec.data.test) if spec.data.test else None
 
-    model = chosen.create_model(model_dir, setup)
+    model, collective = data_parallel.create_model(chosen, model_dir, setup, spec, role)
     clf = TextClassifier(model, encoder, manifest, batch_size=spec.training.eval_batch_size)
     evaluate = (lambda: clf.evaluate_split(validation, show_progress=False)) if validation is not None else None
     observer = _debug_observer(spec, chosen, model, validation or train_split, encoder, debug_dir) if debug_dir else None
@@ -137,7 +148,11 @@ def train(
         model, train_split.features, train_split.targets, spec.training,
         multi_label=multi, evaluate=evaluate, log=_log, pad_id=encoder.pad_id,
         fingerprint=_run_fingerprint(spec, chosen.name, train_split, validation), observer=observer,
+        collective=collective,
     )
+    if collective is not None and not collective.is_main:
+        collective.close()
+        return None  # type: ignore[return-value]
     if observer is not None:
         clf.debug_report = observer.close()  # type: ignore[attr-defined]
         verdicts = {f"debugger_rule_{k}_triggered": float(bool(v.get("triggered"))) for k, v in clf.debug_report.rules.items()}
@@ -149,7 +164,10 @@ def train(
         test_metrics = clf.evaluate_split(test)
         _log({f"test_{k}": v for k, v in test_metrics.items()}, "test", result.steps, result.epochs)
         metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
+    metrics.update(data_parallel.worker_summary(collective))
     clf.save(target, metrics=metrics)
+    if collective is not None:
+        collective.close()
     clf.training_result = result  # type: ignore[attr-defined]
     return clf
 
@@ -200,6 +218,7 @@ def _run_fingerprint(spec: TaskSpec, backend_name: str, train_split: Split, vali
 
     relevant = spec.to_dict()
     relevant.pop("output_dir", None)
+    relevant.pop("distribution", None)  # a checkpoint resumes on any number of workers (same global batch)
     for key in ("checkpoint_dir", "checkpoint_interval", "log_interval"):
         relevant["training"].pop(key, None)
     for key in ("train", "validation", "test", "labels_file"):

@@ -20,15 +20,19 @@ so that listing backends or using another backend never imports it.
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
 
 import numpy as np
 
 from .errors import BackendUnavailableError, NotSupportedError
+
+if TYPE_CHECKING:
+    from .distributed import Cluster, Collective, Proc
 
 Batch = Mapping[str, np.ndarray]
 """A batch: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, shape
@@ -114,6 +118,21 @@ class TrainableModel(InferenceModel):
     def load_training_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Put back a :meth:`training_state`; the next step continues where it was taken."""
 
+    # -- data-parallel training (backends with ``distributed_engine``) ---------
+    def distribute(self, collective: "Collective") -> None:
+        """Join ``collective``'s data-parallel job: from now on :meth:`step` first makes every
+        worker's gradients the *sum* of all workers' accumulated gradients (through the
+        engine), and dropout draws a stream of its own on each rank (rank 0 keeps the
+        single-process one). Called once on every worker, right after the model is built and
+        before any training state is loaded; the workers' weights must be equal afterwards."""
+        raise NotSupportedError(f"{type(self).__name__} cannot train data-parallel.")
+
+    def no_sync(self) -> contextlib.AbstractContextManager:
+        """Wraps :meth:`accumulate` for every micro-batch of an optimizer step but the last
+        (engines that exchange gradients during the backward pass skip it there).
+        Default: nothing to skip."""
+        return contextlib.nullcontext()
+
 
 class Backend:
     """A framework backend. Subclasses set the class attributes and implement
@@ -147,6 +166,9 @@ class Backend:
     the request for ``--image``)."""
     sagemaker_requirements: ClassVar[tuple[str, ...]] = ()
     """Packages the job installs on top of the framework image (besides bertbridge's own)."""
+    distributed_engine: ClassVar[str] = ""
+    """The framework's data-parallel engine, in words; empty when the backend trains in one
+    process only (then ``distribution`` asking for more is refused up front)."""
     entry_point: ClassVar[str] = "sagemaker_entry.py"
     """The SageMaker script-mode entry point, a file in the backend's package."""
 
@@ -233,6 +255,29 @@ class Backend:
         """Open a saved artifact's ``config.json`` + ``model.safetensors``. Never unpickles."""
         self.ensure_supports("text_classification")
         raise NotImplementedError(f"{type(self).__name__} lists text_classification but does not implement load_model")
+
+    # -- data-parallel training: override all three with ``distributed_engine`` ------
+    def launched_by_engine(self, environ: Mapping[str, str]) -> bool:
+        """True when ``environ`` makes this process a training worker of the engine's job
+        (what ``torchrun``, ``TF_CONFIG`` or ``DMLC_ROLE=worker`` set up); training then joins
+        that job, whatever the spec's ``distribution`` says."""
+        return False
+
+    def join_distributed(self, timeout: int) -> "Collective":
+        """Initialise the engine in this worker from the environment and return its
+        :class:`~bertbridge.core.distributed.Collective`. ``timeout``: seconds to wait for peers."""
+        raise NotSupportedError(f"backend {self.name!r} cannot train data-parallel.")
+
+    def process_plan(self, cluster: "Cluster") -> "list[Proc]":
+        """The processes this host of ``cluster`` starts: one ``worker`` per local rank, each
+        with the environment the engine's own launcher would give it, plus any helper the
+        engine needs here (MXNet's scheduler and servers)."""
+        raise NotSupportedError(f"backend {self.name!r} cannot train data-parallel.")
+
+    def sagemaker_distribution(self, processes_per_host: int) -> Any:
+        """What SageMaker's ``ModelTrainer(distributed=...)`` gets for a multi-process job, or
+        None when the entry point starts each instance's processes itself (from ``SM_HOSTS``)."""
+        return None
 
     def debug_session(self, model: TrainableModel, config: Any, probe: Any, out_dir: Path) -> Any:
         """A :class:`bertbridge.core.debugger.DebugSession` recording ``probe``'s attention in an

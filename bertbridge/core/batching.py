@@ -38,10 +38,11 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(features: Encoded, index: np.ndarray, labels: Optional[np.ndarray] = None, pad_id: int = 0) -> dict[str, np.ndarray]:
-    """Pad the selected sequences to their longest one: ``input_ids``, ``token_type_ids``,
-    ``attention_mask`` as int64 (B, T), plus ``labels`` when given."""
-    width = int(features.lengths[index].max())
+def collate(features: Encoded, index: np.ndarray, labels: Optional[np.ndarray] = None, pad_id: int = 0,
+            width: Optional[int] = None) -> dict[str, np.ndarray]:
+    """Pad the selected sequences to their longest one (or to ``width``): ``input_ids``,
+    ``token_type_ids``, ``attention_mask`` as int64 (B, T), plus ``labels`` when given."""
+    width = max(int(features.lengths[index].max()), width or 0)
     size = len(index)
     input_ids = np.full((size, width), pad_id, dtype=np.int64)
     token_type_ids = np.zeros((size, width), dtype=np.int64)

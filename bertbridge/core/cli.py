@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .distributed import JOB_VARIABLE
 from .errors import BertbridgeError, DataError
 
 
@@ -166,6 +168,8 @@ def _train(args) -> int:
     from .api import train
 
     clf = train(args.spec, backend=args.backend, overrides=args.overrides, output_dir=args.output_dir)
+    if clf is None or os.environ.get(JOB_VARIABLE):  # a data-parallel worker: rank 0, or bertbridge's launcher, reports
+        return 0
     report = getattr(clf, "debug_report", None)
     if report is not None:
         from .debugger import format_verdicts

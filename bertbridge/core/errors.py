@@ -42,3 +42,7 @@ class BackendUnavailableError(BackendError, ImportError):
 
 class NotSupportedError(BackendError, NotImplementedError):
     """The backend exists but cannot do what was asked (task, format, feature)."""
+
+
+class DistributedError(BertbridgeError):
+    """A data-parallel job failed: a worker (named by its rank) died or could not join."""

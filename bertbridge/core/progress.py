@@ -18,11 +18,11 @@ def enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def bar(total: Optional[int], desc: str, unit: str = "it"):
-    """A tqdm bar (a no-op object when progress is disabled)."""
+def bar(total: Optional[int], desc: str, unit: str = "it", disable: bool = False):
+    """A tqdm bar (a no-op object when progress is disabled, or ``disable``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled(), dynamic_ncols=True, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable or not enabled(), dynamic_ncols=True, leave=False)
 
 
 def write_line(line: str, stream: Optional[IO[str]] = None) -> None:

@@ -9,6 +9,7 @@ token, or [CLS] when the answer is not inside it (or the question has none).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from .artifacts import Manifest, check_weights
 from .backend import ModelSetup
@@ -23,8 +24,11 @@ from .trainer import fit, monitor_metric
 TASK = "question_answering"
 
 
-def train_question_answering(spec: TaskSpec, chosen, target: Path) -> QuestionAnswerer:
-    """Check everything, read and window every split, fine-tune, evaluate and save to ``target``."""
+def train_question_answering(spec: TaskSpec, chosen, target: Path, role: str = "single") -> Optional[QuestionAnswerer]:
+    """Check everything, read and window every split, fine-tune, evaluate and save to ``target``.
+    ``role``: see :func:`bertbridge.core.data_parallel.role` (a data-parallel worker other than
+    rank 0 returns None)."""
+    from . import data_parallel
     from .api import _log, _run_fingerprint
 
     if spec.debugger.attention:
@@ -55,13 +59,17 @@ def train_question_answering(spec: TaskSpec, chosen, target: Path) -> QuestionAn
     setup = ModelSetup(num_labels=2, multi_label=False, id2label={0: "start", 1: "end"}, seed=spec.training.seed,
                        mixed_precision=spec.training.mixed_precision, weight_decay=spec.training.weight_decay,
                        max_grad_norm=spec.training.max_grad_norm, head="span")
-    model = chosen.create_model(model_dir, setup)
+    model, collective = data_parallel.create_model(chosen, model_dir, setup, spec, role)
     qa = QuestionAnswerer(model, encoder, manifest, batch_size=spec.training.eval_batch_size)
     evaluate = (lambda: qa.evaluate_split(validation, show_progress=False)) if validation is not None else None
     result = fit(
         model, train_split.features, train_split.targets, spec.training, multi_label=False, evaluate=evaluate, log=_log,
         pad_id=encoder.pad_id, fingerprint=_run_fingerprint(spec, chosen.name, train_split, validation), task=TASK,
+        collective=collective,
     )
+    if collective is not None and not collective.is_main:
+        collective.close()
+        return None
     metrics = dict(result.final_metrics)
     metrics["train_samples_per_s"] = result.train_samples_per_s
     metrics["train_seconds"] = result.train_seconds
@@ -70,7 +78,10 @@ def train_question_answering(spec: TaskSpec, chosen, target: Path) -> QuestionAn
         test_metrics = qa.evaluate_split(test)
         _log({f"test_{k}": v for k, v in test_metrics.items()}, "test", result.steps, result.epochs)
         metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
+    metrics.update(data_parallel.worker_summary(collective))
     qa.save(target, metrics=metrics)
+    if collective is not None:
+        collective.close()
     qa.training_result = result  # type: ignore[attr-defined]
     return qa
 

@@ -250,6 +250,41 @@ class DebuggerConfig:
 
 
 @dataclass(frozen=True)
+class DistributionConfig:
+    """Data-parallel training on the backend's own distributed engine (PyTorch
+    DistributedDataParallel, TensorFlow MultiWorkerMirroredStrategy, MXNet's ``dist_sync``
+    kvstore).
+
+    ``processes_per_host`` workers run on each of ``hosts`` machines. ``training.batch_size``
+    and ``gradient_accumulation_steps`` stay *global*: each forward pass's examples are split
+    across the workers and their gradients summed by the engine, so every optimizer step sees
+    the same examples as single-process training. Rank 0 alone logs, evaluates, checkpoints
+    and saves. ``timeout`` (seconds) bounds how long a worker waits for a peer before the job
+    fails. ``port`` is the first TCP port of a multi-host job (the local launcher picks free
+    ports itself); it must be open between the hosts.
+    """
+
+    processes_per_host: int = 1
+    hosts: int = 1
+    timeout: int = 300
+    port: int = 29500
+
+    def _validate(self, path: str) -> None:
+        for name in ("processes_per_host", "hosts"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{path}.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.timeout < 10:
+            raise SpecError(f"{path}.timeout must be at least 10 seconds, got {self.timeout}.")
+        if not 1024 <= self.port <= 65000:
+            raise SpecError(f"{path}.port must be between 1024 and 65000, got {self.port}.")
+
+    @property
+    def world_size(self) -> int:
+        """The number of training processes in the job."""
+        return self.processes_per_host * self.hosts
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """The whole spec. ``backend`` (optional) picks the framework; see
     :func:`bertbridge.core.registry.select_backend` for the order of precedence.
@@ -260,6 +295,7 @@ class TaskSpec:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     debugger: DebuggerConfig = field(default_factory=DebuggerConfig)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
     backend: Optional[str] = None
     output_dir: str = "outputs/model"
 

@@ -8,6 +8,7 @@ everywhere; the backend only runs :meth:`TrainableModel.accumulate` and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 from . import progress
 from .backend import TrainableModel
 from .batching import collate, train_batches
+from .distributed import Collective, SingleProcess, shard
 from .errors import SpecError
 from .spec import TrainingConfig
 from .tokenize import Encoded
@@ -101,6 +103,7 @@ def fit(
     fingerprint: str = "",
     observer=None,
     task: str = "text_classification",
+    collective: Optional[Collective] = None,
 ) -> TrainResult:
     """Fine-tune ``model`` for ``cfg.epochs`` epochs; ``evaluate`` (if any) returns validation metrics.
 
@@ -109,9 +112,19 @@ def fit(
     ``fingerprint``) resumes from it: same batches, same RNG streams, same result.
     ``observer`` (a :class:`bertbridge.core.debugger.Observer`) is told about steps and
     evaluations, for debugger capture.
+
+    With a ``collective`` of several workers (data-parallel training; the model has joined
+    it with :meth:`~bertbridge.core.backend.TrainableModel.distribute`) every worker runs
+    this loop over the same batches and takes its :func:`~bertbridge.core.distributed.shard`
+    of each; only rank 0 evaluates (its early-stopping decision is shared), logs, shows
+    progress and writes checkpoints. Every worker must be given the same ``evaluate``-or-None.
     """
     from . import checkpoints
 
+    world = collective or SingleProcess()
+    main = world.is_main
+    if not main:
+        log = lambda *args: None  # noqa: E731 - rank 0 logs for the job
     metric = monitor_metric(cfg, multi_label, evaluate is not None, task)
     minimize = metric in MINIMIZED
     patience = cfg.early_stopping.patience
@@ -136,12 +149,18 @@ def fit(
         log({"resumed_from_step": loop.step}, "train", loop.step, loop.step / steps_per_epoch)
     result = TrainResult(0, 0.0, 0.0, 0, False)
     stopped = False
-    window_loss, window_examples, window_seconds = 0.0, 0, 0.0
+    window_loss, window_count, window_examples, window_seconds = 0.0, 0, 0, 0.0
 
     def run_eval() -> bool:
         """Evaluate, log, track the best; True when early stopping fires."""
-        nonlocal best_snapshot
         loop.last_eval_step = loop.step
+        if not main:
+            return world.broadcast_flag(False)
+        stop = evaluate_and_track()
+        return world.broadcast_flag(stop) if world.world_size > 1 else stop
+
+    def evaluate_and_track() -> bool:
+        nonlocal best_snapshot
         metrics = evaluate()  # type: ignore[misc]
         loop.final_metrics = dict(metrics)
         epoch_now = loop.step / steps_per_epoch
@@ -161,13 +180,15 @@ def fit(
         return bool(patience) and loop.stale >= patience
 
     def checkpoint() -> None:
+        if not main:
+            return
         arrays = model.training_state()
         if best_snapshot is not None:
             arrays.update({f"best.{k}": v for k, v in best_snapshot.items()})
         state = {**loop.__dict__, "fingerprint": fingerprint}
         checkpoints.save(Path(cfg.checkpoint_dir), loop.step, arrays, state)  # type: ignore[arg-type]
 
-    bar = progress.bar(total_steps, "training", unit="step")
+    bar = progress.bar(total_steps, "training", unit="step", disable=not main)
     bar.update(loop.step)
     if observer is not None:
         observer.before_training(loop.step)
@@ -179,10 +200,18 @@ def fit(
                 tick = time.perf_counter()
                 group = batches[start : start + accum]
                 group_size = sum(len(b) for b in group)
-                for index in group:
-                    batch = collate(features, index, targets, pad_id)
-                    loss = model.accumulate(batch, len(index) / group_size)
-                    window_loss += loss * len(index)
+                # A worker's share of each batch is padded as the whole batch would be, so that losses that
+                # see padding (the span head's softmax over all positions) match single-process training.
+                parts = [(local, len(local) / group_size, int(features.lengths[b].max()))
+                         for b, local in ((b, shard(b, world)) for b in group) if len(local)]
+                if not parts:  # fewer examples than workers: join the gradient exchange adding nothing
+                    parts = [(group[0][:1], 0.0, None)]
+                for i, (index, weight, width) in enumerate(parts):
+                    with model.no_sync() if i < len(parts) - 1 else contextlib.nullcontext():
+                        loss = model.accumulate(collate(features, index, targets, pad_id, width), weight)
+                    if weight:
+                        window_loss += loss * len(index)
+                        window_count += len(index)
                 model.step(linear_schedule(loop.step, total_steps, warmup, cfg.learning_rate))
                 loop.step += 1
                 loop.next_group = start + accum
@@ -195,9 +224,11 @@ def fit(
                 if observer is not None:
                     observer.after_step(loop.step)
                 if loop.step % cfg.log_interval == 0 or loop.step == total_steps:
+                    if world.world_size > 1:
+                        window_loss, window_count = world.all_reduce_sum([window_loss, window_count])
                     log(
                         {
-                            "train_loss": window_loss / max(1, window_examples),
+                            "train_loss": window_loss / max(1, window_count),
                             "learning_rate": linear_schedule(loop.step, total_steps, warmup, cfg.learning_rate),
                             "train_samples_per_s": window_examples / window_seconds if window_seconds > 0 else 0.0,
                         },
@@ -205,7 +236,7 @@ def fit(
                         loop.step,
                         loop.step / steps_per_epoch,
                     )
-                    window_loss, window_examples, window_seconds = 0.0, 0, 0.0
+                    window_loss, window_count, window_examples, window_seconds = 0.0, 0, 0, 0.0
                 if evaluate is not None and cfg.eval_interval and loop.step % cfg.eval_interval == 0:
                     stopped = run_eval()
                 if stopped:
@@ -224,7 +255,7 @@ def fit(
     finally:
         bar.close()
     result.best_metrics, result.final_metrics, result.history = loop.best_metrics, loop.final_metrics, loop.history
-    if keep_best and best_snapshot is not None:
+    if keep_best and best_snapshot is not None:  # rank 0 only: it saves the model
         model.restore(best_snapshot)
         result.final_metrics = dict(loop.best_metrics)
     result.steps, result.epochs = loop.step, loop.step / steps_per_epoch

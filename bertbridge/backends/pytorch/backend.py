@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from bertbridge.core.backend import Backend, InferenceModel, ModelSetup, TrainableModel
 
@@ -16,6 +17,7 @@ class PyTorchBackend(Backend):
     exports = ("torchscript", "onnx")
     sagemaker_image = {"framework": "pytorch", "version": "2.3", "py_version": "py311"}
     sagemaker_requirements = ("transformers>=4.57,<5",)
+    distributed_engine = "DistributedDataParallel over gloo (NCCL on GPUs), launched with torchrun's environment"
 
     def install_note(self) -> str:
         return " (pip install torch==<version> first to choose a CPU or CUDA build)."
@@ -29,6 +31,27 @@ class PyTorchBackend(Backend):
         from .model import TorchClassifier
 
         return TorchClassifier.from_artifact(artifact_dir, setup)
+
+    def launched_by_engine(self, environ: Mapping[str, str]) -> bool:
+        from .launch import launched_by_torchrun
+
+        return launched_by_torchrun(environ)
+
+    def join_distributed(self, timeout: int):
+        from .distributed import TorchCollective
+
+        return TorchCollective(timeout)
+
+    def process_plan(self, cluster):
+        from .launch import process_plan
+
+        return process_plan(cluster)
+
+    def sagemaker_distribution(self, processes_per_host: int):
+        """SageMaker's driver runs ``torchrun`` on every instance (``nnodes`` = instance count)."""
+        from sagemaker.train.distributed import Torchrun
+
+        return Torchrun(process_count_per_node=processes_per_host)
 
     def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
         """``torchscript`` or ``onnx`` (needs onnx + onnxruntime: pip install 'bertbridge[onnx]')."""

@@ -76,6 +76,8 @@ class TorchClassifier(TrainableModel):
         self.model = model.to(self.device)
         self.setup = setup
         self._optimizer: Any = None
+        self._ddp: Any = None  # DistributedDataParallel wrapper of a data-parallel worker
+        self._world_size = 1
         use_bf16 = setup.mixed_precision and (self.device.type == "cpu" or torch.cuda.is_bf16_supported())
         self._autocast = (
             (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
@@ -118,10 +120,11 @@ class TorchClassifier(TrainableModel):
         return cls(_load(folder, config, attention=attention), setup)
 
     # -- contract ----------------------------------------------------------
-    def _forward(self, batch: Batch) -> torch.Tensor:
+    def _forward(self, batch: Batch, training: bool = False) -> torch.Tensor:
         inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in _INPUTS}
+        net = self._ddp if training and self._ddp is not None else self.model
         with self._autocast():
-            out = self.model(**inputs)
+            out = net(**inputs)
         if self.setup.head == "span":
             return torch.stack([out.start_logits.float(), out.end_logits.float()], dim=-1)
         return out.logits.float()
@@ -133,7 +136,7 @@ class TorchClassifier(TrainableModel):
 
     def accumulate(self, batch: Batch, loss_scale: float) -> float:
         self.model.train()
-        logits = self._forward(batch)
+        logits = self._forward(batch, training=True)
         labels = torch.from_numpy(batch["labels"]).to(self.device)
         if self.setup.head == "span":  # transformers' BertForQuestionAnswering loss
             loss = (torch.nn.functional.cross_entropy(logits[..., 0], labels[:, 0])
@@ -142,8 +145,28 @@ class TorchClassifier(TrainableModel):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
         else:
             loss = torch.nn.functional.cross_entropy(logits, labels)
-        (loss * loss_scale).backward()
+        (loss * (loss_scale * self._world_size)).backward()  # DDP averages over workers; the contract sums
         return float(loss.detach())
+
+    def distribute(self, collective) -> None:
+        """Wrap the model in DistributedDataParallel (which broadcasts rank 0's weights now and
+        all-reduces gradient buckets during each synchronised backward pass)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if collective.rank:  # a dropout stream of its own (rank 0 keeps the single-process one)
+            torch.manual_seed(self.setup.seed + 1_000_003 * collective.rank)
+        self.device = collective.device
+        self.model.to(self.device)
+        self._world_size = collective.world_size
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # BERT's buffers (position and token-type ids) are constants: no need to sync them every forward.
+        import inspect
+
+        quiet = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
+        self._ddp = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True, **{quiet: False})
+
+    def no_sync(self):
+        return self._ddp.no_sync() if self._ddp is not None else contextlib.nullcontext()
 
     def step(self, learning_rate: float) -> None:
         if self._optimizer is None:
