@@ -211,3 +211,16 @@ def test_killed_job_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
     resumed = [line for line in done.stdout.splitlines() if line.startswith("resumed_from_step=")]
     assert resumed and int(resumed[0].split("=")[1].split()[0]) >= killed_at
     assert (base / "output" / "model.tar.gz").is_file()
+
+
+def test_run_local_entry_point_starts_its_instances_workers(spec_file, tmp_path):
+    """An instance whose container did not start workers (no torchrun, TF_CONFIG or DMLC_*) starts
+    them itself: each reruns the entry point as one rank; rank 0 writes the model and checkpoints."""
+    pytest.importorskip("torch")
+    run = bertbridge.run_local(spec_file, backend="pytorch", base_dir=tmp_path / "job", stream_output=False,
+                               overrides=["distribution.processes_per_host=2", "training.epochs=2"])
+    assert run.returncode == 0, run.failure
+    metrics = json.loads((tmp_path / "job" / "output" / "data" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and "accuracy" in metrics
+    assert tarfile.is_tarfile(run.model_tar)
+    assert sorted(p.name for p in (tmp_path / "job" / "checkpoints").iterdir())  # written by rank 0

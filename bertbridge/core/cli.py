@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("spec", help="task spec (.yaml, .yml or .json)")
     t.add_argument("--role", required=True, help="IAM role ARN the job runs as")
     t.add_argument("--instance-type", required=True, help="e.g. ml.g5.xlarge or ml.m5.xlarge")
-    t.add_argument("--instance-count", type=int, default=1)
+    t.add_argument("--instance-count", type=int, default=None,
+                   help="instances (hosts) for data-parallel training (default: the spec's distribution.hosts)")
     t.add_argument("--backend", help="framework backend (overrides the spec and $BERTBRIDGE_BACKEND)")
     t.add_argument("--bucket", help="S3 bucket for data, code and output (default: the SageMaker default bucket)")
     t.add_argument("--region", help="AWS region (default: from the AWS configuration)")

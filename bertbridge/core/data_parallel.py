@@ -18,9 +18,9 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
-from .distributed import Collective, local_cluster
+from .distributed import Cluster, Collective, local_cluster
 from .errors import NotSupportedError, SpecError
 from .spec import TaskSpec
 
@@ -40,19 +40,17 @@ def check(spec: TaskSpec, backend, role_: str) -> None:
         return
     dist = spec.distribution
     if not backend.distributed_engine:
+        from .registry import backends
+
+        able = ", ".join(b.name for b in backends() if b.distributed_engine) or "none installed"
         raise NotSupportedError(
             f"distribution asks for {dist.world_size} processes, but backend {backend.name!r} trains in one process "
-            "only; set distribution.processes_per_host: 1 and distribution.hosts: 1, or use pytorch, tensorflow or mxnet."
+            f"only; set distribution.processes_per_host: 1 and distribution.hosts: 1, or use a backend with a "
+            f"distributed engine: {able}."
         )
     if spec.debugger.attention:
         raise NotSupportedError("debugger.attention records single-process runs only; set distribution.processes_per_host: 1 "
                                 "and distribution.hosts: 1, or debugger.attention: false.")
-    if role_ == "launcher" and dist.hosts > 1:
-        raise SpecError(
-            f"distribution.hosts is {dist.hosts}: bertbridge starts the processes of one machine only. Run it on SageMaker "
-            "('bertbridge sagemaker train' takes the instance count from distribution.hosts), or start each host's "
-            f"workers with the engine's own launcher ({backend.distributed_engine})."
-        )
 
 
 def join(spec: TaskSpec, backend) -> Collective:
@@ -70,24 +68,38 @@ def create_model(backend, model_dir: Path, setup, spec: TaskSpec, role_: str):
     return model, collective
 
 
+def launch(backend, cluster: Cluster, worker_argv: Sequence[str]) -> None:
+    """Start this host's share of the job (``backend.process_plan(cluster)``; workers run
+    ``python WORKER_ARGV...``) and wait for it; see :func:`bertbridge.core.launcher.run_processes`."""
+    from .launcher import run_processes
+
+    plan = backend.process_plan(cluster)
+    where = "this machine" if len(cluster.hosts) == 1 else f"host {cluster.host} ({cluster.host_index + 1} of {len(cluster.hosts)})"
+    print(
+        f"bertbridge: data-parallel training, {cluster.processes_per_host} of {cluster.world_size} {backend.name} workers "
+        f"on {where} ({backend.distributed_engine}; ports {', '.join(map(str, cluster.ports))})",
+        file=sys.stderr, flush=True,
+    )
+    run_processes(plan, worker_argv)
+
+
 def launch_locally(spec: TaskSpec, backend, target: Path) -> Path:
     """Run the spec as ``distribution.processes_per_host`` workers on this machine and wait for
     them; returns ``target``, where rank 0 saved the model. Raises
     :class:`~bertbridge.core.errors.DistributedError` (naming the rank) if any worker fails."""
-    from .launcher import run_processes
-
-    cluster = local_cluster(spec.distribution.processes_per_host, spec.distribution.timeout)
-    plan = backend.process_plan(cluster)
+    dist = spec.distribution
+    if dist.hosts > 1:
+        raise SpecError(
+            f"distribution.hosts is {dist.hosts}: bertbridge starts the processes of one machine only. Run it on SageMaker "
+            "('bertbridge sagemaker train' takes the instance count from distribution.hosts), or start each host's "
+            f"workers with the engine's own launcher ({backend.distributed_engine})."
+        )
+    cluster = local_cluster(dist.processes_per_host, dist.timeout)
     with tempfile.TemporaryDirectory(prefix="bertbridge-job-") as run_dir:
         spec_file = Path(run_dir) / "spec.json"
         spec_file.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
-        argv = ["-m", "bertbridge", "train", str(spec_file), "--backend", backend.name, "--output-dir", str(target)]
-        print(
-            f"bertbridge: data-parallel training, {cluster.world_size} {backend.name} workers on this machine "
-            f"({backend.distributed_engine}; ports {', '.join(map(str, cluster.ports))})",
-            file=sys.stderr, flush=True,
-        )
-        run_processes(plan, argv)
+        launch(backend, cluster, ["-m", "bertbridge", "train", str(spec_file), "--backend", backend.name,
+                                  "--output-dir", str(target)])
     return target
 
 

@@ -78,7 +78,7 @@ def launch_training(
     *,
     role: str,
     instance_type: str,
-    instance_count: int = 1,
+    instance_count: Optional[int] = None,
     backend: Optional[str] = None,
     overrides: Sequence[str] = (),
     bucket: Optional[str] = None,
@@ -90,7 +90,13 @@ def launch_training(
     wait: bool = False,
     boto_session: Any = None,
 ) -> LaunchedJob:
-    """Upload data, spec, model and code, and start the training job."""
+    """Upload data, spec, model and code, and start the training job.
+
+    ``instance_count`` defaults to the spec's ``distribution.hosts``. A job of several
+    processes (``instance_count`` > 1 or ``distribution.processes_per_host`` > 1) trains
+    data-parallel: the backend's :meth:`~bertbridge.core.backend.Backend.sagemaker_distribution`
+    (PyTorch: SageMaker's ``torchrun`` driver) or, where it has none, the entry point on each
+    instance starts that instance's workers (``TF_CONFIG`` / ``DMLC_*`` built from ``SM_HOSTS``)."""
     from .api import load_spec
 
     spec = load_spec(spec_path, overrides)
@@ -100,8 +106,20 @@ def launch_training(
         raise NotSupportedError(f"backend {chosen.name!r} only serves exported models; it cannot run a training job.")
     if spec.data.train is None:
         raise SpecError("data.train is not set: the job needs training data.")
-    if instance_count != 1:
-        raise NotSupportedError("instance_count > 1 needs distributed training, which is not implemented yet; use 1.")
+    if instance_count is None:
+        instance_count = spec.distribution.hosts
+    elif spec.distribution.hosts not in (1, instance_count):
+        raise SpecError(f"instance_count is {instance_count} but the spec's distribution.hosts is {spec.distribution.hosts}; "
+                        "give one of them (each instance is one host).")
+    if instance_count < 1:
+        raise SpecError(f"instance_count must be >= 1, got {instance_count}.")
+    spec = spec.replace(distribution={**spec.to_dict()["distribution"], "hosts": instance_count})
+    distributed = None
+    if spec.distribution.world_size > 1:
+        from . import data_parallel
+
+        data_parallel.check(spec, chosen, "launcher")
+        distributed = chosen.sagemaker_distribution(spec.distribution.processes_per_host)
     if spec.debugger.attention and not chosen.debugger:
         able = ", ".join(b.name for b in backends() if b.debugger) or "none installed"
         raise NotSupportedError(f"debugger.attention is set, but backend {chosen.name!r} has no SageMaker Debugger capture; "
@@ -155,6 +173,7 @@ def launch_training(
             role=role,
             sagemaker_session=aws.session,
             base_job_name=f"bertbridge-{chosen.name}",
+            **({"distributed": distributed} if distributed is not None else {}),
         ).with_metric_definitions([configs.MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in METRIC_DEFINITIONS])
         trainer.train(
             input_data_config=[configs.InputData(channel_name=name, data_source=uri) for name, uri in channels.items()],

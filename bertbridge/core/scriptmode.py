@@ -196,8 +196,10 @@ def build_spec(env: Environment):
     debugger = spec.to_dict()["debugger"]
     if debugger["attention"] and not debugger["out_dir"]:  # where SageMaker's DebugHookConfig uploads from
         debugger["out_dir"] = str(env.output_dir / "tensors")
+    # The job's instances are its hosts (what SageMaker started, whatever the spec said).
+    distribution = {**spec.to_dict()["distribution"], "hosts": max(1, len(env.hosts))}
     return spec.replace(data={**spec.to_dict()["data"], **data}, model=model, training=training, debugger=debugger,
-                        output_dir=str(env.model_dir))
+                        distribution=distribution, output_dir=str(env.model_dir))
 
 
 def write_failure(env: Environment, exc: BaseException) -> None:
@@ -221,9 +223,11 @@ def main(backend: Optional[str] = None, argv: Optional[Sequence[str]] = None) ->
         chosen = env.hyperparameters.get("backend") or backend
         print(json.dumps({"event": "start", "backend": chosen, "hosts": env.hosts, "current_host": env.current_host,
                           "num_gpus": env.num_gpus, "checkpoint_dir": str(env.checkpoint_dir)}), flush=True)
+        if _launches_workers(spec, chosen):
+            return _launch_workers(env, spec, chosen, sys.argv[1:] if argv is None else argv)
         clf = train(spec, backend=chosen)
-        env.output_data_dir.mkdir(parents=True, exist_ok=True)
-        (env.output_data_dir / "metrics.json").write_text(json.dumps(clf.metrics, indent=2) + "\n", encoding="utf-8")
+        if clf is not None:  # None: a data-parallel worker other than rank 0
+            _write_metrics(env, clf.metrics)
         return 0
     except BaseException as exc:  # noqa: BLE001 - the job must always leave its reason behind
         write_failure(env or _fallback_env(), exc)
@@ -231,6 +235,42 @@ def main(backend: Optional[str] = None, argv: Optional[Sequence[str]] = None) ->
         if isinstance(exc, KeyboardInterrupt):
             return 130
         return 2 if isinstance(exc, BertbridgeError) else 1
+
+
+def _write_metrics(env: Environment, metrics: dict) -> None:
+    env.output_data_dir.mkdir(parents=True, exist_ok=True)
+    (env.output_data_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+
+def _launches_workers(spec, backend_name: Optional[str]) -> bool:
+    """True when this instance must start its own workers: the spec asks for several
+    processes (or the job has several instances) and the container did not start this
+    process as an engine worker (SageMaker's torchrun driver does; for TensorFlow and MXNet
+    the entry point builds ``TF_CONFIG`` / ``DMLC_*`` from ``SM_HOSTS`` itself)."""
+    from . import data_parallel
+    from .registry import select_backend
+
+    chosen = select_backend(backend_name, spec.backend, task=spec.task.type)
+    return data_parallel.role(spec, chosen) == "launcher"
+
+
+def _launch_workers(env: Environment, spec, backend_name: Optional[str], argv: Sequence[str]) -> int:
+    """This instance's share of a data-parallel job: its workers rerun this entry point with
+    the engine's environment; rank 0 (on the first host) writes the model, and that host
+    writes ``metrics.json`` from it."""
+    from . import data_parallel
+    from .artifacts import Manifest
+    from .distributed import sagemaker_cluster
+    from .registry import select_backend
+
+    chosen = select_backend(backend_name, spec.backend, task=spec.task.type)
+    dist = spec.distribution
+    data_parallel.check(spec, chosen, "launcher")
+    cluster = sagemaker_cluster(dist.processes_per_host, dist.timeout, dist.port)
+    data_parallel.launch(chosen, cluster, [os.path.abspath(sys.argv[0]), *argv])
+    if cluster.host_index == 0:
+        _write_metrics(env, Manifest.read(env.model_dir).metrics)
+    return 0
 
 
 def _fallback_env() -> Environment:
