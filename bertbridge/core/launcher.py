@@ -91,21 +91,27 @@ def run_processes(
 
 
 def _watch(children: Sequence[tuple[Proc, subprocess.Popen]]) -> None:
-    while True:
-        workers_left = 0
-        for proc, child in children:
-            code = child.poll()
-            if code is None:
-                workers_left += proc.role == WORKER
-            elif code != 0:
-                others = sum(c.poll() is None for _, c in children)
-                raise DistributedError(
-                    f"{proc.name} (pid {child.pid}) {describe_exit(code)}; the job failed and its {others} other "
-                    f"running process(es) were stopped. The failing process's own error is printed above."
-                )
-        if not workers_left:
-            return
-        time.sleep(POLL_S)
+    """Wait for the workers; the first process to exit non-zero (in the order they exited: a
+    peer that errors out because another died exits second) fails the job."""
+    import queue
+    import threading
+
+    exits: queue.Queue = queue.Queue()
+    for proc, child in children:
+        threading.Thread(target=lambda p=proc, c=child: (c.wait(), exits.put((p, c))), daemon=True).start()
+    workers_left = sum(proc.role == WORKER for proc, _ in children)
+    while workers_left:
+        try:
+            proc, child = exits.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+        if child.returncode != 0:
+            others = sum(c.poll() is None for _, c in children)
+            raise DistributedError(
+                f"{proc.name} (pid {child.pid}) {describe_exit(child.returncode)}; the job failed and its {others} other "
+                f"running process(es) were stopped. The failing process's own error is printed above."
+            )
+        workers_left -= proc.role == WORKER
 
 
 def _stop(children: Sequence[tuple[Proc, subprocess.Popen]], grace: float) -> None:
