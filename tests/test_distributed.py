@@ -267,3 +267,16 @@ def test_a_worker_that_fails_on_bad_data_ends_the_job_with_its_error(tiny_model_
     assert job.proc.wait(timeout=120) == 2
     err = job.err.read_text()
     assert "neutral" in err and "exited with status 2" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_workers_do_not_outlive_a_launcher_killed_outright(tiny_model_dir, toy_data, tmp_path):
+    job = _Job(_long_spec(tiny_model_dir, toy_data, tmp_path), tmp_path)
+    job.wait_for_training()
+    pids = job.pids
+    job.proc.kill()  # SIGKILL: no chance to clean up; the kernel kills the workers (PR_SET_PDEATHSIG)
+    job.proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids.values())
