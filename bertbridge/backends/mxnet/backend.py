@@ -10,6 +10,7 @@ forwards MXNet commands there (see :mod:`bertbridge.core.elsewhere`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from bertbridge.core.backend import Backend, InferenceModel, ModelSetup, TrainableModel
 
@@ -29,6 +30,7 @@ class MXNetBackend(Backend):
         "ModelTrainer and answers SageMaker's 'serve') and push it to ECR."
     )
     sagemaker_requirements = ("gluonnlp==0.10.0",)
+    distributed_engine = "the dist_sync kvstore (DMLC parameter server)"
 
     def install_note(self) -> str:
         return (
@@ -48,6 +50,22 @@ class MXNetBackend(Backend):
         from .model import MXClassifier
 
         return MXClassifier.from_artifact(artifact_dir, setup)
+
+    def launched_by_engine(self, environ: Mapping[str, str]) -> bool:
+        from .launch import launched_by_dmlc
+
+        return launched_by_dmlc(environ)
+
+    def join_distributed(self, timeout: int):
+        from .distributed import MXCollective
+
+        return MXCollective(timeout)
+
+    def process_plan(self, cluster):
+        """A scheduler (first host), a parameter server per host and the workers; see :mod:`.launch`."""
+        from .launch import process_plan
+
+        return process_plan(cluster)
 
     def debug_session(self, model, config, probe, out_dir: Path):
         from .debugger import SmdebugSession

@@ -6,6 +6,8 @@ NDArray ops to match ``torch.optim.AdamW`` exactly (decoupled decay, bias
 correction, global-norm clipping), so the three backends train the same way.
 Dropout is reseeded from ``(seed, micro-batch index)`` before every forward pass,
 which makes runs repeatable and lets a checkpoint resume the exact stream.
+Data-parallel (:meth:`MXClassifier.distribute`): the workers' gradients are summed through
+the ``dist_sync`` kvstore at the start of every :meth:`~MXClassifier.step`.
 The head (``sequence`` classifier or ``span`` question answering) is ``setup.head``.
 """
 
@@ -45,6 +47,8 @@ class MXClassifier(TrainableModel):
         self._slots: dict = {}
         self._t = 0
         self._micro = 0  # forward passes in training mode so far (dropout seed stream)
+        self._collective = None  # the MXCollective of a data-parallel worker
+        self._rank = 0  # its rank: the dropout stream (0: the single-process one)
         self.block.hybridize(static_alloc=False)
         loss = mx.gluon.loss
         if setup.head == "span":
@@ -108,7 +112,7 @@ class MXClassifier(TrainableModel):
 
     def accumulate(self, batch: Batch, loss_scale: float) -> float:
         self._ensure_slots()
-        mx.random.seed(self.setup.seed * 1_000_003 + self._micro)
+        mx.random.seed(self._dropout_seed())
         self._micro += 1
         labels = nd.array(batch["labels"], ctx=self.ctx, dtype="float32")
         with autograd.record(train_mode=True):
@@ -117,10 +121,26 @@ class MXClassifier(TrainableModel):
         scaled.backward()
         return float(loss.asscalar())
 
+    def _dropout_seed(self) -> int:
+        """The seed of this micro-batch's dropout masks: ``(seed, micro-batch)`` on one process and
+        on rank 0, a stream of its own (from ``(seed, rank, micro-batch)``) on every other rank."""
+        if not self._rank:
+            return self.setup.seed * 1_000_003 + self._micro
+        return int(np.random.SeedSequence([self.setup.seed % 2**32, self._rank, self._micro]).generate_state(1)[0] >> 1)
+
+    def distribute(self, collective) -> None:
+        """Join ``collective`` (a :class:`~.distributed.MXCollective`): take rank 0's weights through the
+        kvstore now, and from now on sum every worker's gradients at the start of :meth:`step`."""
+        self._collective = collective
+        self._rank = collective.rank
+        collective.broadcast_arrays("params", [p.data(self.ctx) for p in self.params.values()])
+
     def step(self, learning_rate: float) -> None:
         self._ensure_slots()
         self.block.drop_padding_grad(self.ctx)
         grads = {name: p.grad(self.ctx) for name, p in self.params.items()}
+        if self._collective is not None:  # every worker's gradients become their sum, before clipping
+            self._collective.sum_arrays("params", list(grads.values()))
         clip = 1.0
         if self.setup.max_grad_norm > 0:
             arrays = list(grads.values())
