@@ -197,13 +197,13 @@ def _listening(port: int) -> bool:
 class _Job:
     """`bertbridge train` with 2 local workers, run as a child so a test can kill parts of it."""
 
-    def __init__(self, spec: dict, tmp_path: Path) -> None:
+    def __init__(self, spec: dict, tmp_path: Path, backend: str = "pytorch", extra_env: dict = ()) -> None:
         spec_file = tmp_path / "spec.json"
         spec_file.write_text(json.dumps(spec))
         self.out, self.err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-        env = {k: v for k, v in os.environ.items() if k != "BERTBRIDGE_JOB"}
+        env = {**{k: v for k, v in os.environ.items() if k != "BERTBRIDGE_JOB"}, **dict(extra_env)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bertbridge", "train", str(spec_file), "--backend", "pytorch",
+            [sys.executable, "-m", "bertbridge", "train", str(spec_file), "--backend", backend,
              "--set", "distribution.processes_per_host=2"],
             stdout=self.out.open("w"), stderr=self.err.open("w"), env={**env, "BERTBRIDGE_PROGRESS": "0"},
         )
@@ -217,7 +217,8 @@ class _Job:
 
     @property
     def pids(self) -> dict[str, int]:
-        return {m[0]: int(m[1]) for m in re.findall(r"started (rank \d+) \(pid (\d+)\)", self.err.read_text())}
+        """``rank 0``, ``rank 1`` (and helpers such as ``the server``) -> pid."""
+        return {m[0]: int(m[1]) for m in re.findall(r"started (rank \d+|the \w+) \(pid (\d+)\)", self.err.read_text())}
 
     @property
     def ports(self) -> list[int]:
@@ -229,11 +230,25 @@ def _long_spec(tiny_model_dir, toy_data, tmp_path) -> dict:
     return tiny_spec(tiny_model_dir, toy_data, tmp_path / "out", epochs=500, log_interval=1)
 
 
-def test_a_killed_worker_fails_the_whole_job_fast_and_names_its_rank(tiny_model_dir, toy_data, tmp_path):
-    job = _Job(_long_spec(tiny_model_dir, toy_data, tmp_path), tmp_path)
+def _engine_env(backend: str) -> dict:
+    """What running ``backend`` from this environment needs (MXNet: its own interpreter)."""
+    if backend == "tensorflow":
+        pytest.importorskip("tensorflow")
+    if backend != "mxnet":
+        return {}
+    python = os.environ.get("BERTBRIDGE_MXNET_PYTHON") or str(Path(__file__).resolve().parents[1] / ".venv-mxnet" / "bin" / "python")
+    if not Path(python).is_file():
+        pytest.skip("no MXNet environment: run make mxnet-env (make test builds it)")
+    return {"BERTBRIDGE_MXNET_PYTHON": python}
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "tensorflow", "mxnet"])
+def test_a_killed_worker_fails_the_whole_job_fast_and_names_its_rank(backend, tiny_model_dir, toy_data, tmp_path):
+    """DDP/gloo, MultiWorkerMirroredStrategy and the dist_sync kvstore alike: no hang, the rank named."""
+    job = _Job(_long_spec(tiny_model_dir, toy_data, tmp_path), tmp_path, backend, _engine_env(backend))
     job.wait_for_training()
     pids, ports = job.pids, job.ports
-    assert set(pids) == {"rank 0", "rank 1"} and _listening(ports[0])
+    assert {"rank 0", "rank 1"} <= set(pids) and _listening(ports[0])
     killed = time.monotonic()
     os.kill(pids["rank 1"], signal.SIGKILL)
     code = job.proc.wait(timeout=60)
