@@ -83,8 +83,50 @@ def test_launch_refuses_what_it_cannot_run(aws, tiny_model_dir, toy_data, tmp_pa
     spec.write_text(json.dumps(tiny_spec(tiny_model_dir, toy_data, tmp_path / "out")))
     with pytest.raises(bertbridge.BertbridgeError, match="only serves exported models"):
         launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="onnx", boto_session=session)
-    with pytest.raises(bertbridge.BertbridgeError, match="instance_count > 1 needs distributed training"):
-        launch_training(spec, role=role, instance_type="ml.m5.xlarge", instance_count=2, boto_session=session)
+    two_hosts = tmp_path / "two_hosts.json"
+    two_hosts.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "out"), "distribution": {"hosts": 2}}))
+    with pytest.raises(bertbridge.BertbridgeError, match="instance_count is 3 but the spec's distribution.hosts is 2"):
+        launch_training(two_hosts, role=role, instance_type="ml.m5.xlarge", instance_count=3, boto_session=session)
+
+
+def _uploaded(session, job, name):
+    s3 = session.client("s3")
+    bucket, _, prefix = job.s3_prefix[len("s3://"):].partition("/")
+    return {o["Key"][len(prefix) + 1:]: o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+            if o["Key"][len(prefix) + 1:].startswith(name)}, s3, bucket
+
+
+def test_several_instances_run_pytorch_under_sagemakers_torchrun_driver(aws, tiny_model_dir, toy_data, tmp_path):
+    from bertbridge.core.sagemaker_launch import launch_training
+
+    session, role, captured = aws
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "out"),
+                                "distribution": {"processes_per_host": 2}}))
+    job = launch_training(spec, role=role, instance_type="ml.m5.xlarge", instance_count=2, backend="pytorch",
+                          boto_session=session)
+    assert captured["ResourceConfig"]["InstanceCount"] == 2
+    keys, s3, bucket = _uploaded(session, job, "spec/")
+    uploaded_spec = json.loads(s3.get_object(Bucket=bucket, Key=keys["spec/spec.json"])["Body"].read())
+    assert uploaded_spec["distribution"]["hosts"] == 2 and uploaded_spec["distribution"]["processes_per_host"] == 2
+    drivers = next(c["DataSource"]["S3DataSource"]["S3Uri"] for c in captured["InputDataConfig"] if c["ChannelName"] == "sm_drivers")
+    d_bucket, _, d_prefix = drivers[len("s3://"):].partition("/")
+    distributed = json.loads(s3.get_object(Bucket=d_bucket, Key=f"{d_prefix}/distributed.json")["Body"].read())
+    assert distributed["process_count_per_node"] == 2
+    driver = s3.get_object(Bucket=d_bucket, Key=f"{d_prefix}/sm_train.sh")["Body"].read().decode()
+    assert "torchrun_driver" in driver  # the container starts torchrun; each rank runs the entry point
+
+
+def test_tensorflow_instances_start_their_own_workers(aws, tiny_model_dir, toy_data, tmp_path):
+    from bertbridge.core.sagemaker_launch import launch_training
+
+    session, role, captured = aws
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "out"), "distribution": {"hosts": 3}}))
+    job = launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="tensorflow", boto_session=session)
+    assert captured["ResourceConfig"]["InstanceCount"] == 3  # from distribution.hosts
+    keys, s3, bucket = _uploaded(session, job, "")
+    assert not any("distributed" in k for k in keys)  # no torchrun driver config: the entry point launches
 
 
 def test_shipped_source_registers_backends_without_an_install(tmp_path):

@@ -9,6 +9,7 @@ PyTorch names and layout, so artifacts are shared with every backend.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from bertbridge.core.backend import Backend, InferenceModel, ModelSetup, TrainableModel
 
@@ -21,6 +22,7 @@ class TensorFlowBackend(Backend):
     tasks = ("text_classification", "question_answering")
     exports = ("savedmodel",)
     sagemaker_image = {"framework": "tensorflow", "version": "2.16", "py_version": "py310"}
+    distributed_engine = "MultiWorkerMirroredStrategy (collective all-reduce over gRPC), configured by TF_CONFIG"
 
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
         from .model import TFClassifier
@@ -31,6 +33,23 @@ class TensorFlowBackend(Backend):
         from .model import TFClassifier
 
         return TFClassifier.from_artifact(artifact_dir, setup)
+
+    # -- data-parallel training (sagemaker_distribution stays None: the entry point starts
+    # each instance's workers from SM_HOSTS with process_plan's TF_CONFIGs) -----------------
+    def launched_by_engine(self, environ: Mapping[str, str]) -> bool:
+        from .launch import launched_by_tf_config
+
+        return launched_by_tf_config(environ)
+
+    def join_distributed(self, timeout: int):
+        from .distributed import TFCollective
+
+        return TFCollective(timeout)
+
+    def process_plan(self, cluster):
+        from .launch import process_plan
+
+        return process_plan(cluster)
 
     def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
         """TF Serving layout (``1/`` SavedModel + ``code/`` handlers), plus the model folder's

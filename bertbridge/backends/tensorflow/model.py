@@ -30,6 +30,7 @@ class TFClassifier(TrainableModel):
         self.variables = list(module.weights.values())
         self._decay = module.decay_mask
         self._ready = False
+        self._collective = None  # the TFCollective of a data-parallel worker
         if setup.head == "span":  # start and end token positions
             label_spec = tf.TensorSpec([None, 2], tf.int64)
         elif setup.multi_label:
@@ -81,15 +82,18 @@ class TFClassifier(TrainableModel):
         return loss
 
     def _step_graph(self, learning_rate):
+        grads = self._grads
+        if self._collective is not None:  # data-parallel: every worker gets the sum over all (one packed all-reduce)
+            grads = self._collective.reduce_tensors([acc.read_value() for acc in self._grads])
         clip = 1.0
         if self.setup.max_grad_norm > 0:
-            norm = tf.linalg.global_norm(self._grads)
+            norm = tf.linalg.global_norm(grads)
             clip = tf.minimum(1.0, self.setup.max_grad_norm / (norm + 1e-6))
         self._t.assign_add(1.0)
         correction1 = 1.0 - tf.pow(BETA1, self._t)
         correction2 = 1.0 - tf.pow(BETA2, self._t)
-        for var, acc, m, v, decay in zip(self.variables, self._grads, self._m, self._v, self._decay):
-            grad = acc * clip
+        for var, acc, summed, m, v, decay in zip(self.variables, self._grads, grads, self._m, self._v, self._decay):
+            grad = summed * clip
             if decay and self.setup.weight_decay:
                 var.assign(var * (1.0 - learning_rate * self.setup.weight_decay))
             m.assign(BETA1 * m + (1.0 - BETA1) * grad)
@@ -112,7 +116,28 @@ class TFClassifier(TrainableModel):
         return float(loss)
 
     def step(self, learning_rate: float) -> None:
-        self._step_fn(np.float32(learning_rate))
+        if self._collective is not None:
+            if not self._ready:  # a worker with nothing to add still joins the all-reduce
+                self._build_slots()
+            self._collective.run(self._step_fn, np.float32(learning_rate))
+        else:
+            self._step_fn(np.float32(learning_rate))
+
+    def distribute(self, collective) -> None:
+        """Join ``collective`` (a :class:`~.distributed.TFCollective`): rank 0's weights are
+        broadcast to every worker now, and :meth:`step` sums the accumulated gradients over the
+        workers (before clipping) from now on. Ranks other than 0 draw dropout from a stream of
+        their own."""
+        self._collective = collective
+        self._step_fn = tf.function(self._step_graph, input_signature=[tf.TensorSpec([], tf.float32)])  # traced with the all-reduce
+        collective.broadcast_variables(self.variables)
+        self._reseed_dropout()
+
+    def _reseed_dropout(self, base: int | None = None) -> None:
+        rank = self._collective.rank if self._collective is not None else 0
+        if rank:  # rank 0 keeps the single-process stream
+            seed = (self.setup.seed if base is None else base) + 1_000_003 * rank
+            self.module.seed_dropout(seed % (2**63))
 
     def snapshot(self) -> dict[str, np.ndarray]:
         return self.module.state()
@@ -140,6 +165,8 @@ class TFClassifier(TrainableModel):
                 v.assign(state[f"adamw.{name}.exp_avg_sq"])
             self._t.assign(float(state["adamw.t"][0]))
         self.module._rng.state.assign(state["rng.tf"])
+        if self._collective is not None and self._collective.rank:  # rank 0's saved stream, made this rank's own
+            self._reseed_dropout(int(np.asarray(state["rng.tf"]).astype(np.uint64).sum(dtype=np.uint64) % (2**62)))
 
     def save(self, directory: Path) -> None:
         save_state(directory, self.config, self.module.state())
