@@ -159,6 +159,27 @@ def tiny_spec(model_dir: Path, data: dict, out: Path, **training) -> dict:
     }
 
 
+def saved_weights(folder: Path) -> dict:
+    """A saved model folder's ``model.safetensors`` as numpy arrays."""
+    from safetensors.numpy import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def saved_metrics(folder: Path) -> dict:
+    """The metrics recorded in a saved model folder's ``bertbridge.json``."""
+    return json.loads((Path(folder) / "bertbridge.json").read_text())["metrics"]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie not yet reaped by its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry(monkeypatch):
     """Each test sees freshly built registries and no backend from the environment."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,28 +25,11 @@ import bertbridge
 from bertbridge.core.distributed import Cluster, SingleProcess, local_cluster, sagemaker_cluster, shard
 from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.spec import TaskSpec
-from conftest import tiny_spec, toy_sentences, write_tsv
+from conftest import TINY_CONFIG, process_alive, saved_metrics, saved_weights, tiny_spec, toy_sentences, write_tsv
 
 pytest.importorskip("torch")
-
-
-def _no_dropout_copy(model_dir: Path, dest: Path) -> Path:
-    """The tiny model without dropout: then 2 workers must reproduce 1 process exactly."""
-    shutil.copytree(model_dir, dest)
-    config = json.loads((dest / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (dest / "config.json").write_text(json.dumps(config))
-    return dest
-
-
-def _weights(folder: Path) -> dict:
-    from safetensors.numpy import load_file
-
-    return load_file(str(folder / "model.safetensors"))
-
-
-def _metrics(folder: Path) -> dict:
-    return json.loads((folder / "bertbridge.json").read_text())["metrics"]
+# The tiny BERT has no dropout, so data-parallel workers must reproduce one process exactly.
+assert TINY_CONFIG["hidden_dropout_prob"] == TINY_CONFIG["attention_probs_dropout_prob"] == 0.0
 
 
 # -- spec and sharding ----------------------------------------------------------
@@ -114,7 +96,7 @@ def test_a_local_run_cannot_span_hosts_or_record_attention(tiny_model_dir, toy_d
 # -- PyTorch DDP over gloo, through the local launcher -----------------------------
 
 def test_two_pytorch_workers_train_the_same_model_as_one_process(tiny_model_dir, toy_data, tmp_path):
-    model = _no_dropout_copy(tiny_model_dir, tmp_path / "nodrop")
+    model = tiny_model_dir
     # 96 rows, batch 8 and accumulation 2 (16 per step): the last batch of an epoch is odd-sized.
     spec = tiny_spec(model, {**toy_data, "train": str(write_tsv(tmp_path / "t.tsv", toy_sentences(91, seed=1)))},
                      tmp_path / "one", epochs=2, gradient_accumulation_steps=2)
@@ -122,17 +104,17 @@ def test_two_pytorch_workers_train_the_same_model_as_one_process(tiny_model_dir,
     two = bertbridge.train(spec, backend="pytorch", output_dir=tmp_path / "two",
                            overrides=["distribution.processes_per_host=2"])
     assert two.path == (tmp_path / "two").resolve()
-    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    a, b = saved_weights(tmp_path / "one"), saved_weights(tmp_path / "two")
     assert a.keys() == b.keys()
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-5
-    assert _metrics(tmp_path / "two")["world_size"] == 2 and _metrics(tmp_path / "one")["world_size"] == 1
+    assert saved_metrics(tmp_path / "two")["world_size"] == 2 and saved_metrics(tmp_path / "one")["world_size"] == 1
     assert two.metrics["accuracy"] == one.metrics["accuracy"]
 
 
 def test_question_answering_trains_data_parallel_too(tiny_model_dir, tmp_path):
     from test_qa import make_squad
 
-    model = _no_dropout_copy(tiny_model_dir, tmp_path / "nodrop")
+    model = tiny_model_dir
     make_squad(tmp_path / "train.json", 40, seed=1)
     make_squad(tmp_path / "dev.json", 12, seed=2)
     spec = {"task": {"type": "question_answering", "doc_stride": 16, "max_question_length": 8},
@@ -141,14 +123,14 @@ def test_question_answering_trains_data_parallel_too(tiny_model_dir, tmp_path):
             "training": {"epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "max_seq_length": 48, "seed": 3}}
     bertbridge.train(spec)
     qa = bertbridge.train(spec, output_dir=tmp_path / "two", overrides=["distribution.processes_per_host=2"])
-    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    a, b = saved_weights(tmp_path / "one"), saved_weights(tmp_path / "two")
     diffs = {k: float(np.abs(a[k] - b[k]).max()) for k in a}
     # A softmax over positions ignores a constant shift, so qa_outputs.bias and the last LayerNorm
     # bias have a true gradient of 0: Adam turns the summation-order noise in it into lr-sized steps.
     shift_invariant = {"qa_outputs.bias", "bert.encoder.layer.1.output.LayerNorm.bias"}
     assert max(v for k, v in diffs.items() if k not in shift_invariant) < 1e-5
-    one_metrics = _metrics(tmp_path / "one")
-    assert (qa.metrics["exact"], qa.metrics["f1"]) == (one_metrics["exact"], one_metrics["f1"]) and _metrics(tmp_path / "two")["world_size"] == 2
+    one_metrics = saved_metrics(tmp_path / "one")
+    assert (qa.metrics["exact"], qa.metrics["f1"]) == (one_metrics["exact"], one_metrics["f1"]) and saved_metrics(tmp_path / "two")["world_size"] == 2
 
 
 def test_torchrun_itself_can_launch_the_workers(tiny_model_dir, toy_data, tmp_path):
@@ -163,7 +145,7 @@ def test_torchrun_itself_can_launch_the_workers(tiny_model_dir, toy_data, tmp_pa
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count(f"model_dir={(tmp_path / 'out').resolve()}") == 1  # rank 0 reports, rank 1 is quiet
-    assert _metrics(tmp_path / "out")["world_size"] == 2
+    assert saved_metrics(tmp_path / "out")["world_size"] == 2
 
 
 # -- the launcher: teardown on failure and Ctrl-C ----------------------------------
@@ -172,14 +154,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def _listening(port: int) -> bool:
@@ -256,7 +230,7 @@ def test_a_killed_worker_fails_the_whole_job_fast_and_names_its_rank(backend, ti
     err = job.err.read_text()
     assert code == 2
     assert f"rank 1 (pid {pids['rank 1']}) was killed by SIGKILL" in err
-    assert not any(_alive(pid) for pid in pids.values())  # rank 0 was stopped, not orphaned
+    assert not any(process_alive(pid) for pid in pids.values())  # rank 0 was stopped, not orphaned
     assert not any(_listening(port) for port in ports)
     assert not (tmp_path / "out").exists()  # no half-written model
 
@@ -268,7 +242,7 @@ def test_ctrl_c_stops_every_worker_and_releases_the_ports(tiny_model_dir, toy_da
     job.proc.send_signal(signal.SIGINT)
     assert job.proc.wait(timeout=60) == 130
     assert "interrupted" in job.err.read_text()
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(process_alive(pid) for pid in pids.values())
     assert not any(_listening(port) for port in ports)
     with socket.socket() as sock:  # and the port can be taken again
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -292,6 +266,6 @@ def test_workers_do_not_outlive_a_launcher_killed_outright(tiny_model_dir, toy_d
     job.proc.kill()  # SIGKILL: no chance to clean up; the kernel kills the workers (PR_SET_PDEATHSIG)
     job.proc.wait(timeout=30)
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(process_alive(pid) for pid in pids.values())

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 from bertbridge.backends.tensorflow.launch import launched_by_tf_config, parse_tf_config, process_plan
 from bertbridge.core.distributed import WORKER, Cluster, free_port
 from bertbridge.core.errors import DistributedError
-from conftest import tiny_spec
+from conftest import TINY_CONFIG, saved_weights, tiny_spec
 
 
 def _tf_config(cluster, task=None):
@@ -90,21 +89,12 @@ def test_backend_declares_the_engine_without_importing_tensorflow():
 
 
 # -- the real thing: two local workers train exactly the one-process model ------------
-def _weights(folder):
-    from safetensors.numpy import load_file
-
-    return load_file(str(folder / "model.safetensors"))
-
-
 def test_two_workers_train_the_same_model_as_one_process(tiny_model_dir, toy_data, tmp_path):
     pytest.importorskip("tensorflow")
     import bertbridge
 
-    model_dir = tmp_path / "no_dropout"
-    shutil.copytree(tiny_model_dir, model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (model_dir / "config.json").write_text(json.dumps(config))
+    assert TINY_CONFIG["hidden_dropout_prob"] == TINY_CONFIG["attention_probs_dropout_prob"] == 0.0  # no dropout noise
+    model_dir = tiny_model_dir
 
     def spec(out, processes):
         # 96 examples in batches of 19: every batch splits unevenly (10 + 9) and one batch has a single
@@ -115,9 +105,9 @@ def test_two_workers_train_the_same_model_as_one_process(tiny_model_dir, toy_dat
     one = bertbridge.train(spec("one", 1))
     two = bertbridge.train(spec("two", 2))
     assert two.path == tmp_path / "two"
-    single, parallel = _weights(one.path), _weights(two.path)
+    single, parallel = saved_weights(one.path), saved_weights(two.path)
     assert single.keys() == parallel.keys()
-    initial = _weights(model_dir)
+    initial = saved_weights(model_dir)
     name = "encoder.layer.0.output.dense.weight"
     moved = float(np.abs(single["bert." + name] - initial[name]).max())
     assert moved > 1e-3  # training did change the weights, so agreeing below means something

@@ -4,7 +4,7 @@ Three cases, decided before any data is read:
 
 * the process was started by the engine's launcher (``torchrun``, a ``TF_CONFIG``, an
   MXNet ``DMLC_ROLE=worker``; locally by bertbridge itself, on SageMaker by the container
-  or the entry point): it is one worker, and :func:`join` returns its collective;
+  or the entry point): it is one worker, and :func:`create_model` joins the job (``Backend.join_distributed``);
 * the spec's ``distribution`` asks for more than one process and none of that is set: this
   process becomes the launcher (:func:`launch_locally`), starts the job on this machine,
   and returns when every worker has finished;
@@ -53,15 +53,10 @@ def check(spec: TaskSpec, backend, role_: str) -> None:
                                 "and distribution.hosts: 1, or debugger.attention: false.")
 
 
-def join(spec: TaskSpec, backend) -> Collective:
-    """This worker's collective (the engine is initialised here)."""
-    return backend.join_distributed(spec.distribution.timeout)
-
-
 def create_model(backend, model_dir: Path, setup, spec: TaskSpec, role_: str):
     """``(model, collective)``: the backend's trainable model and, for a worker, the job it
     joined (the engine first, so that TensorFlow's strategy exists before any variable)."""
-    collective = join(spec, backend) if role_ == "worker" else None
+    collective = backend.join_distributed(spec.distribution.timeout) if role_ == "worker" else None
     model = backend.create_model(model_dir, setup)
     if collective is not None:
         model.distribute(collective)

@@ -223,8 +223,8 @@ def main(backend: Optional[str] = None, argv: Optional[Sequence[str]] = None) ->
         chosen = env.hyperparameters.get("backend") or backend
         print(json.dumps({"event": "start", "backend": chosen, "hosts": env.hosts, "current_host": env.current_host,
                           "num_gpus": env.num_gpus, "checkpoint_dir": str(env.checkpoint_dir)}), flush=True)
-        if _launches_workers(spec, chosen):
-            return _launch_workers(env, spec, chosen, sys.argv[1:] if argv is None else argv)
+        if _launched_workers(env, spec, chosen, sys.argv[1:] if argv is None else argv):
+            return 0
         clf = train(spec, backend=chosen)
         if clf is not None:  # None: a data-parallel worker other than rank 0
             _write_metrics(env, clf.metrics)
@@ -242,35 +242,28 @@ def _write_metrics(env: Environment, metrics: dict) -> None:
     (env.output_data_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
 
-def _launches_workers(spec, backend_name: Optional[str]) -> bool:
-    """True when this instance must start its own workers: the spec asks for several
-    processes (or the job has several instances) and the container did not start this
-    process as an engine worker (SageMaker's torchrun driver does; for TensorFlow and MXNet
-    the entry point builds ``TF_CONFIG`` / ``DMLC_*`` from ``SM_HOSTS`` itself)."""
-    from . import data_parallel
-    from .registry import select_backend
-
-    chosen = select_backend(backend_name, spec.backend, task=spec.task.type)
-    return data_parallel.role(spec, chosen) == "launcher"
-
-
-def _launch_workers(env: Environment, spec, backend_name: Optional[str], argv: Sequence[str]) -> int:
-    """This instance's share of a data-parallel job: its workers rerun this entry point with
-    the engine's environment; rank 0 (on the first host) writes the model, and that host
-    writes ``metrics.json`` from it."""
+def _launched_workers(env: Environment, spec, backend_name: Optional[str], argv: Sequence[str]) -> bool:
+    """Run this instance's share of a data-parallel job if it must start its own workers (the
+    spec asks for several processes, or the job has several instances, and the container did
+    not start this process as an engine worker: SageMaker's torchrun driver does; for
+    TensorFlow and MXNet this builds ``TF_CONFIG`` / ``DMLC_*`` from ``SM_HOSTS``). The workers
+    rerun this entry point with the engine's environment; rank 0 (on the first host) writes the
+    model, and that host writes ``metrics.json`` from it. False: train in this process."""
     from . import data_parallel
     from .artifacts import Manifest
     from .distributed import sagemaker_cluster
     from .registry import select_backend
 
     chosen = select_backend(backend_name, spec.backend, task=spec.task.type)
+    if data_parallel.role(spec, chosen) != "launcher":
+        return False
     dist = spec.distribution
     data_parallel.check(spec, chosen, "launcher")
     cluster = sagemaker_cluster(dist.processes_per_host, dist.timeout, dist.port)
     data_parallel.launch(chosen, cluster, [os.path.abspath(sys.argv[0]), *argv])
     if cluster.host_index == 0:
         _write_metrics(env, Manifest.read(env.model_dir).metrics)
-    return 0
+    return True
 
 
 def _fallback_env() -> Environment:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,43 +19,14 @@ pytest.importorskip("bertbridge.backends.mxnet.model")  # MXNet through its nump
 import bertbridge  # noqa: E402
 from bertbridge.backends.mxnet import launch  # noqa: E402
 from bertbridge.core.distributed import Cluster  # noqa: E402
-from conftest import tiny_spec  # noqa: E402
-
-
-def _no_dropout_copy(model_dir: Path, target: Path) -> Path:
-    shutil.copytree(model_dir, target)
-    config = json.loads((target / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (target / "config.json").write_text(json.dumps(config))
-    return target
-
-
-def _weights(folder: Path) -> dict:
-    from safetensors.numpy import load_file
-
-    return load_file(str(folder / "model.safetensors"))
-
-
-def _metrics(folder: Path) -> dict:
-    return json.loads((folder / "bertbridge.json").read_text())["metrics"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (not yet reaped by its parent) is gone for our purposes
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+from conftest import TINY_CONFIG, process_alive, saved_metrics, saved_weights, tiny_spec  # noqa: E402
 
 
 def test_two_workers_train_the_single_process_model_and_leave_nothing_behind(numpy_model_dir, toy_data, tmp_path, capfd):
     """The key test: same weights as one process; then no scheduler, server or worker is left, and
     the scheduler's port is free again."""
-    model = _no_dropout_copy(numpy_model_dir, tmp_path / "model")
+    assert TINY_CONFIG["hidden_dropout_prob"] == TINY_CONFIG["attention_probs_dropout_prob"] == 0.0  # no dropout noise
+    model = numpy_model_dir
     # 2 epochs of 14 steps; log_interval 5 and eval_interval 6 exercise the loss sum and the shared
     # early-stopping decision; 7-example batches split 4 + 3 between the workers
     common = dict(epochs=2, batch_size=7, log_interval=5, eval_interval=6)
@@ -69,20 +38,20 @@ def test_two_workers_train_the_single_process_model_and_leave_nothing_behind(num
     err = capfd.readouterr().err
     started = dict(re.findall(r"bertbridge: started (rank \d+|the \w+) \(pid (\d+)\)", err))
     assert set(started) == {"the scheduler", "the server", "rank 0", "rank 1"}, err[-3000:]
-    assert not [name for name, pid in started.items() if _alive(int(pid))]
+    assert not [name for name, pid in started.items() if process_alive(int(pid))]
     port = int(re.search(r"ports (\d+)", err).group(1))
     with socket.socket() as sock:  # nothing listens on the scheduler's port any more
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen()
-    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    one, two = saved_weights(tmp_path / "one"), saved_weights(tmp_path / "two")
     assert one.keys() == two.keys()
     worst = max(float(np.abs(one[k] - two[k]).max()) for k in one)
     print(f"largest difference between the 1- and 2-process weights: {worst:.3g}")
     assert worst < 1e-4, worst
-    start = _weights(model)
+    start = saved_weights(model)
     assert max(float(np.abs(one["bert." + k] - start[k]).max()) for k in start) > 1e-3  # it trained
-    assert _metrics(tmp_path / "two")["world_size"] == 2.0 and _metrics(tmp_path / "one")["world_size"] == 1.0
+    assert saved_metrics(tmp_path / "two")["world_size"] == 2.0 and saved_metrics(tmp_path / "one")["world_size"] == 1.0
     assert double.metrics["accuracy"] == pytest.approx(single.metrics["accuracy"])
 
 
@@ -191,7 +160,7 @@ def test_a_dead_worker_fails_the_job_at_once_naming_its_rank(tmp_path):
         run_processes(launch.process_plan(local_cluster(2, timeout=60)), [str(script)], announce=lines.append, grace=5)
     assert time.monotonic() - tick < 40  # not the 60 s timeout: the failing worker left without waiting for its peers
     pids = [int(m) for line in lines for m in re.findall(r"\(pid (\d+)\)", line)]
-    assert len(pids) == 4 and not [p for p in pids if _alive(p)]
+    assert len(pids) == 4 and not [p for p in pids if process_alive(p)]
 
 
 def test_joining_a_job_that_never_forms_fails_within_the_timeout():
