@@ -31,7 +31,7 @@ from _common import measure, sentences  # noqa: E402
 def main() -> None:
     import bertbridge
     from bertbridge.backends.pytorch.export import run_export
-    from bertbridge.core.batching import collate
+    from bertbridge.core.text.batching import collate
 
     model_dir = sys.argv[1]
     texts = sentences()

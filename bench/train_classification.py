@@ -62,8 +62,8 @@ def parse_args() -> argparse.Namespace:
 
 def run_backend(args, train_path: Path, dev_path: Path, out: Path, backend: str) -> dict:
     """bertbridge with ``backend``: here when its framework is importable, else in its own environment."""
-    from bertbridge.core.elsewhere import installed_here, interpreter_for
-    from bertbridge.core.registry import backends
+    from bertbridge.core.forwarding import installed_here, interpreter_for
+    from bertbridge.core.plugins.registry import backends
 
     if installed_here(backends().get(backend).requires):
         return run_bertbridge(args, train_path, dev_path, out, backend)
@@ -122,11 +122,16 @@ def run_trainer(args, train_path: Path, dev_path: Path, out: Path) -> dict:
 
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
-    from bertbridge.core.registry import models
+    from bertbridge.core.plugins.registry import models
 
     hf_logging.set_verbosity_error()
     model_dir = str(models().resolve(args.model))
@@ -181,8 +186,8 @@ def main() -> None:
         tmp = Path(tmp)
         train_path = tmp / "train.tsv"
         head_rows(data / "train.tsv", args.rows, train_path)
-        import io
         import contextlib
+        import io
 
         with contextlib.redirect_stdout(io.StringIO()):  # keep stdout to the one JSON line
             ours = run_backend(args, train_path, data / "dev.tsv", tmp / "ours", args.backend)

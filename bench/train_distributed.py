@@ -87,11 +87,16 @@ def peer_worker(args, train: Path, dev: Path, out: Path) -> None:
 
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
-    from bertbridge.core.registry import models
+    from bertbridge.core.plugins.registry import models
 
     hf_logging.set_verbosity_error()
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -4,7 +4,7 @@ articles in ../shared/data/squad and evaluate on the fifth, with bertbridge and,
 same run, a Hugging Face ``run_qa.py``-style pipeline (``AutoModelForQuestionAnswering``
 + ``Trainer`` + the standard n-best post-processing with the v2 null score), on the same
 split, model, windows, batch size, learning rate, epochs, schedule and seed. Both are
-scored with the official SQuAD v2 evaluation (``bertbridge.core.squad_metrics``).
+scored with the official SQuAD v2 evaluation (``bertbridge.core.tasks.qa.metrics``).
 
 Prints one JSON line::
 
@@ -94,8 +94,8 @@ def run_bertbridge(args, train: Path, dev: Path, out: Path) -> dict:
 
 
 def run_backend(args, train: Path, dev: Path, out: Path) -> dict:
-    from bertbridge.core.elsewhere import installed_here, interpreter_for
-    from bertbridge.core.registry import backends
+    from bertbridge.core.forwarding import installed_here, interpreter_for
+    from bertbridge.core.plugins.registry import backends
 
     if installed_here(backends().get(args.backend).requires):
         return run_bertbridge(args, train, dev, out)
@@ -140,13 +140,12 @@ def hf_postprocess(examples, features, start_logits, end_logits, n_best=20, max_
 def run_peer(args, train: Path, dev: Path, out: Path) -> dict:
     import numpy as np
     import torch
-    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
-    from bertbridge.core.registry import models
-    from bertbridge.core.squad import read_squad
-    from bertbridge.core.squad_metrics import evaluate
+    from bertbridge.core.plugins.registry import models
+    from bertbridge.core.tasks.qa.metrics import evaluate
+    from bertbridge.core.tasks.qa.squad import read_squad
 
     hf_logging.set_verbosity_error()
     model_dir = str(models().resolve(args.model))

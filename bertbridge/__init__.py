@@ -12,7 +12,7 @@ Importing bertbridge never imports a deep-learning framework.
 """
 
 from .core.api import evaluate, export, export_tfrecord, list_backends, load, load_spec, run_local, train
-from .core.classifier import TextClassifier
+from .core.tasks.classification.predictor import TextClassifier
 from .core.errors import BertbridgeError
 from .core.spec import TaskSpec
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bertbridge.core import registry
+from bertbridge.core.plugins import registry
 
 # tests/mxnet_env runs in the MXNet environment (make mxnet-env; make test runs both suites)
 collect_ignore = [] if importlib.util.find_spec("mxnet") else ["mxnet_env"]

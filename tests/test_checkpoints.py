@@ -5,14 +5,14 @@ import shutil
 
 import numpy as np
 import pytest
-
-import bertbridge
-from bertbridge.core import checkpoints
-from bertbridge.core.errors import ArtifactError
-from bertbridge.core.spec import TrainingConfig
-from bertbridge.core.trainer import fit
 from conftest import tiny_spec
 from test_trainer import Recorder, _features
+
+import bertbridge
+from bertbridge.core.errors import ArtifactError
+from bertbridge.core.io import checkpoints
+from bertbridge.core.spec import TrainingConfig
+from bertbridge.core.training.loop import fit
 
 TEXTS = ["the film was good", "a dull and boring plot", "it is really lovely", "ugly"]
 
@@ -77,7 +77,7 @@ def test_interrupted_training_resumes_to_the_same_model(dropout_model_dir, toy_d
     straight = bertbridge.train(tiny_spec(dropout_model_dir, toy_data, tmp_path / "straight", checkpoint_dir=str(tmp_path / "ck1"), **common), backend=backend)
 
     spec = tiny_spec(dropout_model_dir, toy_data, tmp_path / "resumed", checkpoint_dir=str(tmp_path / "ck2"), **common)
-    model_cls = type(bertbridge.core.registry.backends().get(backend).create_model(dropout_model_dir, _setup()))
+    model_cls = type(bertbridge.core.plugins.registry.backends().get(backend).create_model(dropout_model_dir, _setup()))
     real_step, calls = model_cls.step, {"n": 0}
 
     def dying_step(self, lr):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_spec
 
 from bertbridge.core.cli import main
-from conftest import tiny_spec
 
 pytest.importorskip("torch")
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG, process_alive, saved_metrics, saved_weights, tiny_spec, toy_sentences, write_tsv
 
 import bertbridge
-from bertbridge.core.distributed import Cluster, SingleProcess, local_cluster, sagemaker_cluster, shard
+from bertbridge.core.distributed.collective import Cluster, SingleProcess, local_cluster, sagemaker_cluster, shard
 from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.spec import TaskSpec
-from conftest import TINY_CONFIG, process_alive, saved_metrics, saved_weights, tiny_spec, toy_sentences, write_tsv
 
 pytest.importorskip("torch")
 # The tiny BERT has no dropout, so data-parallel workers must reproduce one process exactly.

@@ -5,9 +5,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conftest import tiny_spec  # noqa: E402
+
 import bertbridge  # noqa: E402
 from bertbridge.core.errors import NotSupportedError  # noqa: E402
-from conftest import tiny_spec  # noqa: E402
 
 TEXTS = ["the film was good", "a dull and boring plot , really", "ugly"]
 
@@ -23,7 +24,7 @@ def trained(tiny_model_dir, tmp_path_factory):
 
 def test_torchscript_export_matches_the_model(trained, tmp_path):
     from bertbridge.backends.pytorch.export import run_export
-    from bertbridge.core.batching import collate
+    from bertbridge.core.text.batching import collate
 
     path = bertbridge.export(trained.path, "torchscript", tmp_path / "ts")
     assert path.name == "model.torchscript.pt" and (path.parent / "bertbridge.json").is_file()
@@ -41,7 +42,7 @@ def test_onnx_export_serves_through_onnxruntime(trained, tmp_path):
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
 
-    from bertbridge.core.server import create_app
+    from bertbridge.core.serving.server import create_app
 
     with TestClient(create_app(served.predict, text_pair=False)) as client:
         r = client.post("/invocations", json=TEXTS)

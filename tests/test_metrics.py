@@ -1,4 +1,4 @@
-"""Tests for bertbridge.core.metrics.
+"""Tests for bertbridge.core.tasks.classification.metrics.
 
 Every expected number below was worked out by hand (arithmetic in comments)
 and written as a literal; no reference implementation is used.
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertbridge.core import metrics as metrics_module
-from bertbridge.core.metrics import (
+from bertbridge.core.tasks.classification import metrics as metrics_module
+from bertbridge.core.tasks.classification.metrics import (
     classification_metrics,
     confusion_matrix,
     metric_key_part,

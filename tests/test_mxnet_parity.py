@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_spec, toy_sentences
 
 import bertbridge
-from bertbridge.core.artifacts import Manifest, write_manifest
 from bertbridge.core.backend import ModelSetup
-from bertbridge.core.registry import backends, models
-from bertbridge.core.tokenize import TextEncoder
-from conftest import tiny_spec, toy_sentences
+from bertbridge.core.io.artifacts import Manifest, write_manifest
+from bertbridge.core.plugins.registry import backends, models
+from bertbridge.core.text.tokenize import TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["the film was good", "the food was awful", "a very dull plot", "happy and charming actors and a lovely story"]
@@ -42,10 +42,10 @@ def _in_mxnet(code: str, **args) -> dict:
 RAW_LOGITS = """
 import json, sys
 import numpy as np
-from bertbridge.core.registry import backends
+from bertbridge.core.plugins.registry import backends
 from bertbridge.core.backend import ModelSetup
-from bertbridge.core.batching import collate
-from bertbridge.core.tokenize import TextEncoder
+from bertbridge.core.text.batching import collate
+from bertbridge.core.text.tokenize import TextEncoder
 a = json.loads(sys.argv[1])
 setup = ModelSetup(num_labels=a["n"], multi_label=False, id2label={i: str(i) for i in range(a["n"])}, seed=3,
                    weight_decay=0.01, max_grad_norm=0.5)
@@ -72,7 +72,7 @@ def _classifier_folder(base: Path, tmp_path: Path, n: int) -> Path:
 
 
 def _torch_logits(folder: Path, texts, n: int, steps=(), labels=None) -> np.ndarray:
-    from bertbridge.core.batching import collate
+    from bertbridge.core.text.batching import collate
 
     setup = ModelSetup(num_labels=n, multi_label=False, id2label={i: str(i) for i in range(n)}, seed=3,
                        weight_decay=0.01, max_grad_norm=0.5)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bertbridge.core.batching import collate
-from bertbridge.core.registry import models
-from bertbridge.core.tokenize import TextEncoder
 from test_mxnet_parity import _in_mxnet, _mx_python  # noqa: F401 (_mx_python: skips without the MXNet environment)
+
+from bertbridge.core.plugins.registry import models
+from bertbridge.core.text.batching import collate
+from bertbridge.core.text.tokenize import TextEncoder
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -32,10 +32,10 @@ MX_SPAN = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from bertbridge.core.registry import backends
+from bertbridge.core.plugins.registry import backends
 from bertbridge.core.backend import ModelSetup
-from bertbridge.core.batching import collate
-from bertbridge.core.tokenize import TextEncoder
+from bertbridge.core.text.batching import collate
+from bertbridge.core.text.tokenize import TextEncoder
 a = json.loads(sys.argv[1])
 setup = ModelSetup(num_labels=2, multi_label=False, id2label={0: "LABEL_0", 1: "LABEL_1"}, seed=3, head="span",
                    weight_decay=a.get("weight_decay", 0.0), max_grad_norm=a.get("max_grad_norm", 1.0))

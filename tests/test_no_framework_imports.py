@@ -44,10 +44,11 @@ def test_importing_and_using_core_loads_no_framework(tokenizer_dir, tmp_path):
     loaded = _run(f"""
 import json, sys
 import bertbridge
-from bertbridge.core import cli, registry
+from bertbridge.core import cli
+from bertbridge.core.plugins import registry
 from bertbridge.core.spec import TaskSpec
-from bertbridge.core.readers import read_examples
-from bertbridge.core.tokenize import TextEncoder
+from bertbridge.core.data.readers import read_examples
+from bertbridge.core.text.tokenize import TextEncoder
 bertbridge.list_backends()
 registry.models().aliases()
 ex = read_examples({str(data)!r}, TaskSpec().data)

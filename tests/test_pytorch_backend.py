@@ -10,9 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import tiny_spec, toy_sentences, write_tsv  # noqa: E402
+
 import bertbridge  # noqa: E402
 from bertbridge.core.errors import ArtifactError, BackendError, NotSupportedError  # noqa: E402
-from conftest import tiny_spec, toy_sentences, write_tsv  # noqa: E402
 
 TEXTS = ["the film was good", "a dull and boring plot", "it is really lovely", "ugly"]
 
@@ -189,7 +190,7 @@ def test_a_killed_save_is_recovered_on_the_next_save(trained):
 
 
 def test_a_failed_swap_puts_the_previous_model_back(trained, monkeypatch):
-    from bertbridge.core import artifacts
+    from bertbridge.core.io import artifacts
 
     before = (trained.path / "model.safetensors").read_bytes()
     real = os.replace

@@ -10,10 +10,10 @@ import json
 import random
 
 import pytest
+from conftest import FILLER, NEGATIVE, POSITIVE
 
 import bertbridge
-from bertbridge.core import handlers, serving
-from conftest import FILLER, NEGATIVE, POSITIVE
+from bertbridge.core.serving import handlers
 
 pytest.importorskip("torch")
 
@@ -100,8 +100,8 @@ def test_cli_predict_and_evaluate_write_official_predictions(qa_run, tmp_path, c
     ids = [q["id"] for p in gold["data"][0]["paragraphs"] for q in p["qas"]]
     assert sorted(written) == sorted(ids) and all(isinstance(v, str) for v in written.values())
     # the official scoring of that file gives the printed numbers
-    from bertbridge.core.squad import read_squad
-    from bertbridge.core.squad_metrics import evaluate
+    from bertbridge.core.tasks.qa.metrics import evaluate
+    from bertbridge.core.tasks.qa.squad import read_squad
 
     assert evaluate(read_squad(dev).examples, written)["f1"] == pytest.approx(metrics["f1"])
     assert main(["predict", str(tmp / "model"), "--question", "a", "--question", "b", "--context", "c"]) == 2
@@ -111,7 +111,7 @@ def test_cli_predict_and_evaluate_write_official_predictions(qa_run, tmp_path, c
 def test_serving_functions_and_http_server_answer_questions(qa_run):
     from starlette.testclient import TestClient
 
-    from bertbridge.core.server import create_app
+    from bertbridge.core.serving.server import create_app
 
     qa, tmp, dev = qa_run
     model = handlers.model_fn(str(tmp / "model"))

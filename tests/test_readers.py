@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from bertbridge.core.data.labels import LabelMap
+from bertbridge.core.data.readers import read_examples
 from bertbridge.core.errors import DataError
-from bertbridge.core.labels import LabelMap
-from bertbridge.core.readers import read_examples
 from bertbridge.core.spec import DataConfig
 
 

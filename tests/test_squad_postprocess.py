@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from bertbridge.core.squad import Answer, QAExample
-from bertbridge.core.squad_features import QAFeatures, build_features
-from bertbridge.core.squad_metrics import normalize_answer
-from bertbridge.core.squad_postprocess import NBestAnswer, Prediction, postprocess
-from bertbridge.core.tokenize import TextEncoder
+from bertbridge.core.tasks.qa.features import QAFeatures, build_features
+from bertbridge.core.tasks.qa.metrics import normalize_answer
+from bertbridge.core.tasks.qa.postprocess import NBestAnswer, Prediction, postprocess
+from bertbridge.core.tasks.qa.squad import Answer, QAExample
+from bertbridge.core.text.tokenize import TextEncoder
 
 CONTEXT = "  Héllo   wörld,  ça\u00a0va?  Zoë 😀 ends.  "
 N_Q = 2  # question tokens in the hand-made windows: [CLS] q q [SEP] context... [SEP]

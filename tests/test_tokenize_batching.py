@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from bertbridge.core.batching import collate, eval_batches, train_batches
 from bertbridge.core.errors import ModelNotFoundError, SpecError
-from bertbridge.core.tokenize import TextEncoder
+from bertbridge.core.text.batching import collate, eval_batches, train_batches
+from bertbridge.core.text.tokenize import TextEncoder
 
 
 def test_encode_adds_special_tokens_lowercases_and_truncates(tokenizer_dir):

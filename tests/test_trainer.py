@@ -6,8 +6,8 @@ import pytest
 from bertbridge.core.backend import TrainableModel
 from bertbridge.core.errors import SpecError
 from bertbridge.core.spec import EarlyStoppingConfig, TrainingConfig
-from bertbridge.core.tokenize import Encoded
-from bertbridge.core.trainer import fit, linear_schedule
+from bertbridge.core.text.tokenize import Encoded
+from bertbridge.core.training.loop import fit, linear_schedule
 
 
 class Recorder(TrainableModel):

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import numpy as np
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from . import data_parallel
-from .artifacts import Manifest, check_output_dir, check_weights
-from .backend import ModelSetup
-from .classifier import Split, TextClassifier, read_split
-from .errors import NotSupportedError, SpecError
-from .labels import LabelMap
-from .readers import infer_format, read_examples
-from .registry import backends, models, plugin_manager, select_backend
-from .spec import TaskSpec
-from .tokenize import TextEncoder
-from .trainer import fit, monitor_metric
+import numpy as np
+
+from bertbridge.core.backend import ModelSetup
+from bertbridge.core.data.labels import LabelMap
+from bertbridge.core.data.readers import infer_format, read_examples
+from bertbridge.core.distributed import data_parallel
+from bertbridge.core.errors import NotSupportedError, SpecError
+from bertbridge.core.io.artifacts import Manifest, check_output_dir, check_weights
+from bertbridge.core.plugins.registry import backends, models, plugin_manager, select_backend
+from bertbridge.core.spec import TaskSpec
+from bertbridge.core.tasks.classification.predictor import Split, TextClassifier, read_split
+from bertbridge.core.text.tokenize import TextEncoder
+from bertbridge.core.training.loop import fit, monitor_metric
 
 SpecLike = Union[TaskSpec, Mapping[str, Any], str, os.PathLike]
 
@@ -38,7 +38,7 @@ def load_spec(spec: SpecLike, overrides: Sequence[str] = ()) -> TaskSpec:
     if isinstance(spec, TaskSpec):
         return spec.with_overrides(overrides) if overrides else spec
     if isinstance(spec, Mapping):
-        from .spec import apply_overrides
+        from bertbridge.core.spec import apply_overrides
 
         return TaskSpec.from_dict(apply_overrides(spec, overrides))
     if isinstance(spec, (str, os.PathLike)):
@@ -62,10 +62,10 @@ def train(
     Everything that can be checked cheaply (spec, backend, model folder, every
     data file and label) is checked before the framework is imported.
     Returns the trained :class:`TextClassifier` (or, for ``question_answering``, a
-    :class:`~bertbridge.core.qa.QuestionAnswerer`); ``.metrics`` has the validation metrics
+    :class:`~bertbridge.core.tasks.qa.predictor.QuestionAnswerer`); ``.metrics`` has the validation metrics
     (and ``test_*`` ones when ``data.test`` is set), ``.path`` the saved folder.
 
-    Data-parallel (see :mod:`bertbridge.core.data_parallel`): with ``distribution`` asking for
+    Data-parallel (see :mod:`bertbridge.core.distributed.data_parallel`): with ``distribution`` asking for
     several processes this call launches them on this machine, waits, and returns the model
     rank 0 saved. In a process started by the engine's launcher (``torchrun``, ``TF_CONFIG``,
     ``DMLC_ROLE=worker``) it trains as that worker; there, ranks other than 0 return None.
@@ -82,7 +82,7 @@ def train(
         models().resolve(spec.model.name)  # a missing model fails here, once, not in every worker
         return load(data_parallel.launch_locally(spec, chosen, target))
     if spec.task.type == "question_answering":
-        from .qa_train import train_question_answering
+        from bertbridge.core.tasks.qa.training import train_question_answering
 
         return train_question_answering(spec, chosen, target, role)  # type: ignore[return-value]
     debug_dir = _check_debugger(spec, chosen, target)
@@ -98,7 +98,7 @@ def train(
 
     train_examples = None
     if infer_format(spec.data.train, spec.data.format) == "tfrecord":
-        from .tfrecord import read_metadata
+        from bertbridge.core.data.tfrecord import read_metadata
 
         saved = read_metadata(Path(spec.data.train)).get("labels")
         label_map = LabelMap.from_config(spec.data) if (spec.data.labels or spec.data.labels_file or not saved) else LabelMap(tuple(saved))
@@ -182,7 +182,7 @@ def _check_debugger(spec: TaskSpec, chosen, target: Path) -> Optional[Path]:
             f"debugger.attention is set, but backend {chosen.name!r} has no SageMaker Debugger capture; "
             f"backends with it: {able}. Set backend: mxnet or debugger.attention: false."
         )
-    from .debugger import REPORT_NAME
+    from bertbridge.core.debugger.capture import REPORT_NAME
 
     out = Path(spec.debugger.out_dir) if spec.debugger.out_dir else target.parent / f"{target.name}-debug"
     if out.exists() and any(out.iterdir()) and not (out / REPORT_NAME).exists():
@@ -196,7 +196,7 @@ def _check_debugger(spec: TaskSpec, chosen, target: Path) -> Optional[Path]:
 def _debug_observer(spec: TaskSpec, chosen, model, split: Split, encoder: TextEncoder, out: Path):
     import shutil
 
-    from .debugger import Observer, Report, make_probe
+    from bertbridge.core.debugger.capture import Observer, Report, make_probe
 
     if out.exists():
         shutil.rmtree(out)  # an earlier bertbridge trial (checked in _check_debugger)
@@ -244,8 +244,8 @@ def export_tfrecord(
 ) -> list[Path]:
     """Tokenize one split of the spec (``train``, ``validation`` or ``test``) with the spec's
     model and write it as TFRecord shards plus ``bertbridge-tfrecord.json`` (see
-    :mod:`bertbridge.core.tfrecord` for the schema). Returns the shard paths."""
-    from . import tfrecord
+    :mod:`bertbridge.core.data.tfrecord` for the schema). Returns the shard paths."""
+    from bertbridge.core.data import tfrecord
 
     spec = load_spec(spec, overrides)
     if split not in ("train", "validation", "test"):
@@ -313,7 +313,7 @@ def export(
 
 def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_size: int = 64) -> TextClassifier:
     """Open a saved model folder: a :class:`TextClassifier`, or a
-    :class:`~bertbridge.core.qa.QuestionAnswerer` for a question-answering model. The backend
+    :class:`~bertbridge.core.tasks.qa.predictor.QuestionAnswerer` for a question-answering model. The backend
     is ``backend`` if given, else the one that trained it; any backend that supports the
     task can open any backend's artifact."""
     folder = Path(path)
@@ -321,7 +321,7 @@ def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_
     check_weights(folder)
     chosen = select_backend(backend, manifest.backend, task=manifest.task)
     if manifest.task == "question_answering":
-        from .qa_train import load_question_answering
+        from bertbridge.core.tasks.qa.training import load_question_answering
 
         return load_question_answering(folder, manifest, chosen, batch_size)  # type: ignore[return-value]
     encoder = TextEncoder.from_pretrained(folder)
@@ -344,8 +344,8 @@ def evaluate(path: Union[str, os.PathLike], data: Union[str, os.PathLike], *, ba
 
 def run_local(spec: SpecLike, **kwargs: Any):
     """Run the spec as a SageMaker script-mode job on this machine; see
-    :func:`bertbridge.core.local_runner.run_local` (returns a ``LocalRun``)."""
-    from .local_runner import run_local as _run
+    :func:`bertbridge.core.sagemaker.local.run_local` (returns a ``LocalRun``)."""
+    from bertbridge.core.sagemaker.local import run_local as _run
 
     return _run(spec, **kwargs)
 

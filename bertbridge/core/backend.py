@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
 
 import numpy as np
 
-from .errors import BackendUnavailableError, NotSupportedError
+from bertbridge.core.errors import BackendUnavailableError, NotSupportedError
 
 if TYPE_CHECKING:
-    from .distributed import Cluster, Collective, Proc
+    from bertbridge.core.distributed.collective import Cluster, Collective, Proc
 
 Batch = Mapping[str, np.ndarray]
 """A batch: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, shape
@@ -181,17 +181,17 @@ class Backend:
     def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
         """Lay out ``out_dir`` as this framework's serving container expects inside
         ``model.tar.gz``. Default (PyTorch/MXNet inference toolkits): the model folder at the
-        root and ``code/`` with ``inference.py`` pointing at :mod:`bertbridge.core.handlers`,
+        root and ``code/`` with ``inference.py`` pointing at :mod:`bertbridge.core.serving.handlers`,
         the bertbridge package itself and a ``requirements.txt``."""
-        from .artifacts import copy_files
-        from .sagemaker_code import requirements, vendor_package
+        from bertbridge.core.io.artifacts import copy_files
+        from bertbridge.core.io.vendor import requirements, vendor_package
 
         copy_files(artifact_dir, out_dir)
         code = out_dir / "code"
         code.mkdir(exist_ok=True)
         (code / "inference.py").write_text(
             '"""SageMaker inference-toolkit entry: bertbridge\'s serving functions (any backend)."""\n'
-            "from bertbridge.core.handlers import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n",
+            "from bertbridge.core.serving.handlers import input_fn, model_fn, output_fn, predict_fn  # noqa: F401\n",
             encoding="utf-8",
         )
         vendor_package(code)
@@ -265,7 +265,7 @@ class Backend:
 
     def join_distributed(self, timeout: int) -> "Collective":
         """Initialise the engine in this worker from the environment and return its
-        :class:`~bertbridge.core.distributed.Collective`. ``timeout``: seconds to wait for peers."""
+        :class:`~bertbridge.core.distributed.collective.Collective`. ``timeout``: seconds to wait for peers."""
         raise NotSupportedError(f"backend {self.name!r} cannot train data-parallel.")
 
     def process_plan(self, cluster: "Cluster") -> "list[Proc]":
@@ -280,7 +280,7 @@ class Backend:
         return None
 
     def debug_session(self, model: TrainableModel, config: Any, probe: Any, out_dir: Path) -> Any:
-        """A :class:`bertbridge.core.debugger.DebugSession` recording ``probe``'s attention in an
+        """A :class:`bertbridge.core.debugger.capture.DebugSession` recording ``probe``'s attention in an
         smdebug trial at ``out_dir`` while ``model`` trains (backends with ``debugger = True``)."""
         raise NotSupportedError(f"backend {self.name!r} has no SageMaker Debugger capture.")
 

@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .distributed import JOB_VARIABLE
-from .errors import BertbridgeError, DataError
+from bertbridge.core.distributed.collective import JOB_VARIABLE
+from bertbridge.core.errors import BertbridgeError, DataError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,7 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
-        from .elsewhere import maybe_forward
+        from bertbridge.core.forwarding import maybe_forward
 
         forwarded = maybe_forward(args, argv)
         if forwarded is not None:
@@ -166,14 +166,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _train(args) -> int:
-    from .api import train
+    from bertbridge.core.api import train
 
     clf = train(args.spec, backend=args.backend, overrides=args.overrides, output_dir=args.output_dir)
     if clf is None or os.environ.get(JOB_VARIABLE):  # a data-parallel worker: rank 0, or bertbridge's launcher, reports
         return 0
     report = getattr(clf, "debug_report", None)
     if report is not None:
-        from .debugger import format_verdicts
+        from bertbridge.core.debugger.capture import format_verdicts
 
         print(f"debugger_trial={report.trial}")
         for line in format_verdicts(report.rules):
@@ -183,8 +183,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .api import load
-    from .builtin_plugins import format_metric
+    from bertbridge.core.api import load
+    from bertbridge.core.plugins.builtin import format_metric
 
     model = load(args.model, backend=args.backend)
     if model.manifest.task == "question_answering":
@@ -202,7 +202,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from .api import load
+    from bertbridge.core.api import load
 
     if args.input and args.text_pair:
         raise DataError("--text-pair goes with --text; with --input, pairs come from the file's text_pair column.")
@@ -223,7 +223,7 @@ def _predict(args) -> int:
         inputs = list(zip(args.text, args.text_pair)) if args.text_pair else list(args.text)
         rows = [{"text": t if isinstance(t, str) else t[0], **r} for t, r in zip(inputs, clf.predict(inputs))]
     else:
-        from .readers import read_examples
+        from bertbridge.core.data.readers import read_examples
 
         examples = read_examples(args.input, clf.data_config(), require_labels=False)
         texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in examples]
@@ -246,7 +246,7 @@ def _qa_rows(qa, args) -> list[dict]:
             raise DataError(f"got {len(args.question)} --question but {len(args.context or [])} --context; give one --context per --question.")
         pairs = list(zip(args.question, args.context))
         return [{"question": q, **r} for (q, _), r in zip(pairs, qa.predict(pairs))]
-    from .squad import read_squad
+    from bertbridge.core.tasks.qa.squad import read_squad
 
     if str(args.input).lower().endswith(".jsonl"):
         items = []
@@ -260,19 +260,19 @@ def _qa_rows(qa, args) -> list[dict]:
         return [{"line": i + 1, **r} for i, r in enumerate(qa.predict(items))]
     squad = read_squad(args.input, require_answers=False)
     predictions = qa.answer(squad.examples, show_progress=len(squad.examples) > 100)
-    from .serving import qa_prediction
-    from .qa import probability
+    from bertbridge.core.serving.protocol import qa_prediction
+    from bertbridge.core.tasks.qa.predictor import probability
 
     return [{"id": p.id, **qa_prediction(p.text, probability(p), p.start, p.end)} for p in predictions]
 
 
 def _run_local(args) -> int:
-    from .local_runner import run_local
+    from bertbridge.core.sagemaker.local import run_local
 
     python = args.python
     if python is None:
-        from .elsewhere import installed_here, interpreter_for, target_backend
-        from .registry import backends
+        from bertbridge.core.forwarding import installed_here, interpreter_for, target_backend
+        from bertbridge.core.plugins.registry import backends
 
         name = target_backend(args)
         if name and not installed_here(backends().get(name).requires):
@@ -287,7 +287,7 @@ def _run_local(args) -> int:
 
 
 def _sagemaker(args) -> int:
-    from .sagemaker_aws import aws_errors
+    from bertbridge.core.sagemaker.aws import aws_errors
 
     with aws_errors():
         return _sagemaker_command(args)
@@ -295,7 +295,7 @@ def _sagemaker(args) -> int:
 
 def _sagemaker_command(args) -> int:
     if args.sagemaker_command == "deploy":
-        from .sagemaker_deploy import deploy
+        from bertbridge.core.sagemaker.deploy import deploy
 
         done = deploy(args.model, role=args.role, instance_type=args.instance_type, instance_count=args.instance_count,
                       endpoint_name=args.endpoint_name, backend=args.backend, bucket=args.bucket, region=args.region,
@@ -303,7 +303,7 @@ def _sagemaker_command(args) -> int:
         print(json.dumps({"endpoint": done.endpoint_name, "image": done.image, "model_data": done.model_data,
                           "backend": done.backend}))
         return 0
-    from .sagemaker_launch import launch_training
+    from bertbridge.core.sagemaker.launch import launch_training
 
     job = launch_training(args.spec, role=args.role, instance_type=args.instance_type, instance_count=args.instance_count,
                           backend=args.backend, overrides=args.overrides, bucket=args.bucket, region=args.region,
@@ -314,7 +314,7 @@ def _sagemaker_command(args) -> int:
 
 
 def _serve(args) -> int:
-    from .server import ServerConfig, serve
+    from bertbridge.core.serving.server import ServerConfig, serve
 
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
     serve(args.model, host=args.host, port=args.port, backend=args.backend, config=config)
@@ -322,14 +322,14 @@ def _serve(args) -> int:
 
 
 def _export(args) -> int:
-    from .api import export
+    from bertbridge.core.api import export
 
     print(export(args.model, args.fmt, args.out, backend=args.backend, version=args.version))
     return 0
 
 
 def _export_tfrecord(args) -> int:
-    from .api import export_tfrecord
+    from bertbridge.core.api import export_tfrecord
 
     paths = export_tfrecord(args.spec, args.out, split=args.split, shards=args.shards,
                             fixed_length=args.fixed_length, overrides=args.overrides)
@@ -339,7 +339,7 @@ def _export_tfrecord(args) -> int:
 
 
 def _attention(args) -> int:
-    from .attention_view import write
+    from bertbridge.core.debugger.attention_view import write
 
     data = write(args.trial, args.step, Path(args.out), example=args.example, png=Path(args.png) if args.png else None)
     print(json.dumps({"html": str(Path(args.out).resolve()), "png": str(Path(args.png).resolve()) if args.png else None,
@@ -348,8 +348,8 @@ def _attention(args) -> int:
 
 
 def _backends(args) -> int:
-    from .api import list_backends
-    from .registry import backends
+    from bertbridge.core.api import list_backends
+    from bertbridge.core.plugins.registry import backends
 
     statuses = list_backends()
     broken = backends().broken
@@ -371,7 +371,7 @@ def _backends(args) -> int:
 def _spec(args) -> int:
     import yaml
 
-    from .api import load_spec
+    from bertbridge.core.api import load_spec
 
     print(yaml.safe_dump(load_spec(Path(args.spec), args.overrides).to_dict(), sort_keys=False), end="")
     return 0

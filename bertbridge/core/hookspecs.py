@@ -3,7 +3,7 @@
 A plugin is any module or object with functions named like these hooks and
 marked with :data:`hookimpl`. Backends are plugins found through the
 ``bertbridge.backends`` entry-point group; other plugins can be registered
-on :func:`bertbridge.core.registry.plugin_manager` directly.
+on :func:`bertbridge.core.plugins.registry.plugin_manager` directly.
 
 Example, a third-party backend package's plugin module::
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Mapping
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .registry import BackendRegistry, ModelRegistry
+    from bertbridge.core.plugins.registry import BackendRegistry, ModelRegistry
 
 PROJECT = "bertbridge"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .errors import SpecError
+from bertbridge.core.errors import SpecError
 
 TASK_TYPES = ("text_classification", "question_answering")
 DATA_FORMATS = ("csv", "tsv", "jsonl", "tfrecord")
@@ -287,7 +287,7 @@ class DistributionConfig:
 @dataclass(frozen=True)
 class TaskSpec:
     """The whole spec. ``backend`` (optional) picks the framework; see
-    :func:`bertbridge.core.registry.select_backend` for the order of precedence.
+    :func:`bertbridge.core.plugins.registry.select_backend` for the order of precedence.
     ``output_dir`` is where the trained model folder is written."""
 
     task: TaskConfig = field(default_factory=TaskConfig)

@@ -11,13 +11,14 @@ import pytest
 
 pytest.importorskip("bertbridge.backends.mxnet.debugger")
 
-import bertbridge  # noqa: E402
-from bertbridge.core.cli import main  # noqa: E402
-from bertbridge.core.debugger import Report  # noqa: E402
-from bertbridge.core.errors import DataError  # noqa: E402
 from conftest import tiny_spec  # noqa: E402
 from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.trials import create_trial  # noqa: E402
+
+import bertbridge  # noqa: E402
+from bertbridge.core.cli import main  # noqa: E402
+from bertbridge.core.debugger.capture import Report  # noqa: E402
+from bertbridge.core.errors import DataError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +138,11 @@ def test_html_head_view_and_png_grid(debug_run, tmp_path):
 def test_unknown_step_names_the_recorded_ones(debug_run, tmp_path):
     _, trial_dir = debug_run
     with pytest.raises(DataError, match=r"recorded optimizer steps: 0, 5, 12"):
-        bertbridge.core.attention_view.write(str(trial_dir), 7, tmp_path / "v.html")
+        bertbridge.core.debugger.attention_view.write(str(trial_dir), 7, tmp_path / "v.html")
 
 
 def test_token_text_cannot_break_out_of_the_page(debug_run, tmp_path):
-    from bertbridge.core import attention_view
+    from bertbridge.core.debugger import attention_view
 
     data = attention_view.load(str(debug_run[1]), 0)
     data.tokens = ["</script><script>alert(1)</script>"] + data.tokens[1:]

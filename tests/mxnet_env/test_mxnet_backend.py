@@ -14,14 +14,15 @@ import pytest
 
 mxnet_model = pytest.importorskip("bertbridge.backends.mxnet.model")
 
+from conftest import tiny_spec, toy_sentences, write_tsv  # noqa: E402
+
 import bertbridge  # noqa: E402
 from bertbridge.backends.mxnet.bert import BertClassifier, gluon_to_hf, hf_to_gluon  # noqa: E402
-from bertbridge.core import checkpoints  # noqa: E402
 from bertbridge.core.backend import ModelSetup  # noqa: E402
 from bertbridge.core.errors import NotSupportedError  # noqa: E402
-from bertbridge.core.registry import backends  # noqa: E402
-from bertbridge.core.weights import init_head, load_state, read_config  # noqa: E402
-from conftest import tiny_spec, toy_sentences, write_tsv  # noqa: E402
+from bertbridge.core.io import checkpoints  # noqa: E402
+from bertbridge.core.io.weights import init_head, load_state, read_config  # noqa: E402
+from bertbridge.core.plugins.registry import backends  # noqa: E402
 
 TEXTS = ["the film was good", "the food was awful", "a very dull plot", "happy and charming actors"]
 
@@ -113,7 +114,7 @@ def test_symbol_export_loads_in_plain_mxnet_and_matches(numpy_model_dir, toy_dat
     assert out.name == "model-symbol.json" and (tmp_path / "sym" / "model-0000.params").is_file()
     net = load_symbol(tmp_path / "sym")
     enc = clf.encoder.encode(TEXTS, max_length=32)
-    from bertbridge.core.batching import collate
+    from bertbridge.core.text.batching import collate
 
     batch = collate(enc, np.arange(len(TEXTS)))
     mx = mxnet_model.mx
@@ -123,7 +124,7 @@ def test_symbol_export_loads_in_plain_mxnet_and_matches(numpy_model_dir, toy_dat
 
 
 def test_sagemaker_serving_functions_answer_from_an_mxnet_model(numpy_model_dir, toy_data, tmp_path):
-    from bertbridge.core import handlers
+    from bertbridge.core.serving import handlers
 
     clf = bertbridge.train(tiny_spec(numpy_model_dir, toy_data, tmp_path / "m", epochs=2), backend="mxnet")
     model = handlers.model_fn(str(clf.path))

@@ -16,10 +16,11 @@ import pytest
 
 pytest.importorskip("bertbridge.backends.mxnet.model")  # MXNet through its numpy shim
 
+from conftest import TINY_CONFIG, process_alive, saved_metrics, saved_weights, tiny_spec  # noqa: E402
+
 import bertbridge  # noqa: E402
 from bertbridge.backends.mxnet import launch  # noqa: E402
-from bertbridge.core.distributed import Cluster  # noqa: E402
-from conftest import TINY_CONFIG, process_alive, saved_metrics, saved_weights, tiny_spec  # noqa: E402
+from bertbridge.core.distributed.collective import Cluster  # noqa: E402
 
 
 def test_two_workers_train_the_single_process_model_and_leave_nothing_behind(numpy_model_dir, toy_data, tmp_path, capfd):
@@ -108,7 +109,7 @@ def test_the_kvstore_sums_over_workers(tmp_path):
     """Two workers, one server, one scheduler: pushes of a key come back as their sum (float32 arrays;
     float64 values exactly through all_reduce_sum), round after round; broadcasts take rank 0's values.
     Once the workers have closed their kvstores, the scheduler and the server exit by themselves."""
-    from bertbridge.core.distributed import local_cluster
+    from bertbridge.core.distributed.collective import local_cluster
 
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -148,9 +149,9 @@ c.all_reduce_sum([1.0])
 
 
 def test_a_dead_worker_fails_the_job_at_once_naming_its_rank(tmp_path):
-    from bertbridge.core.distributed import local_cluster
+    from bertbridge.core.distributed.collective import local_cluster
+    from bertbridge.core.distributed.launcher import run_processes
     from bertbridge.core.errors import DistributedError
-    from bertbridge.core.launcher import run_processes
 
     script = tmp_path / "worker.py"
     script.write_text(FAILING_WORKER)
@@ -188,9 +189,9 @@ c.all_reduce_sum([1.0])
 
 
 def test_a_collective_waits_no_longer_than_the_timeout(tmp_path, capfd):
-    from bertbridge.core.distributed import local_cluster
+    from bertbridge.core.distributed.collective import local_cluster
+    from bertbridge.core.distributed.launcher import run_processes
     from bertbridge.core.errors import DistributedError
-    from bertbridge.core.launcher import run_processes
 
     script = tmp_path / "worker.py"
     script.write_text(STUCK_WORKER)

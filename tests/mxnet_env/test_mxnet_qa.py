@@ -16,11 +16,11 @@ mxnet_model = pytest.importorskip("bertbridge.backends.mxnet.model")
 
 from bertbridge.backends.mxnet.bert import BertClassifier, gluon_to_hf, hf_to_gluon  # noqa: E402
 from bertbridge.core.backend import ModelSetup  # noqa: E402
-from bertbridge.core.batching import collate  # noqa: E402
 from bertbridge.core.errors import ArtifactError  # noqa: E402
-from bertbridge.core.registry import backends  # noqa: E402
-from bertbridge.core.tokenize import TextEncoder  # noqa: E402
-from bertbridge.core.weights import init_head, load_state, read_config  # noqa: E402
+from bertbridge.core.io.weights import init_head, load_state, read_config  # noqa: E402
+from bertbridge.core.plugins.registry import backends  # noqa: E402
+from bertbridge.core.text.batching import collate  # noqa: E402
+from bertbridge.core.text.tokenize import TextEncoder  # noqa: E402
 
 QUESTIONS = ["is the film good ?", "was the food awful ?", "what was dull ?"]
 CONTEXTS = ["the film was good and the actors were charming", "the food was awful", "a very dull plot and a sad story"]

@@ -4,7 +4,7 @@ MXNet 1.9 needs numpy<2, and SageMaker Debugger (``smdebug``) needs
 protobuf<=3.20.3, which TensorFlow 2.21 cannot live with; so this backend has
 its own virtual environment (``make mxnet-env``). From any other environment,
 set ``BERTBRIDGE_MXNET_PYTHON`` to that environment's interpreter and the CLI
-forwards MXNet commands there (see :mod:`bertbridge.core.elsewhere`).
+forwards MXNet commands there (see :mod:`bertbridge.core.forwarding`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from bertbridge.core.debugger import DebugSession, Probe, Record
+from bertbridge.core.debugger.capture import DebugSession, Probe, Record
 from bertbridge.core.errors import BackendUnavailableError
 
 from .bert import BertClassifier, mx
@@ -145,7 +145,7 @@ class SmdebugSession(DebugSession):
         return Record(trial_step=trial_step, train_step=int(step), validation_loss=validation_loss)
 
     def close(self) -> dict:
-        from bertbridge.core.debug_rules import run_rules
+        from bertbridge.core.debugger.rules import run_rules
 
         self.model.debug_hook = None
         self.hook.close()

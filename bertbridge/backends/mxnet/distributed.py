@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bertbridge.core.distributed import Collective
+from bertbridge.core.distributed.collective import Collective
 from bertbridge.core.errors import DistributedError
 
 from ._mx import mxnet_module

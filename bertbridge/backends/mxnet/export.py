@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bertbridge.core.artifacts import Manifest, atomic_directory, copy_files
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError
+from bertbridge.core.io.artifacts import Manifest, atomic_directory, copy_files
 
 from .model import MXClassifier, mx
 

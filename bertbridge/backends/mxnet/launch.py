@@ -16,7 +16,7 @@ import os
 import socket
 from typing import Mapping, MutableMapping
 
-from bertbridge.core.distributed import WORKER, Cluster, Proc, threads_per_worker
+from bertbridge.core.distributed.collective import WORKER, Cluster, Proc, threads_per_worker
 
 RANK_VARIABLE = "BERTBRIDGE_RANK"
 LOCAL_RANK_VARIABLE = "BERTBRIDGE_LOCAL_RANK"

@@ -20,7 +20,7 @@ import numpy as np
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel
 from bertbridge.core.errors import NotSupportedError
-from bertbridge.core.weights import pretrained_classifier, save_state, saved_classifier
+from bertbridge.core.io.weights import pretrained_classifier, save_state, saved_classifier
 
 from .bert import BertClassifier, mx
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from bertbridge.core.distributed import Collective
+from bertbridge.core.distributed.collective import Collective
 from bertbridge.core.errors import DistributedError
 
 

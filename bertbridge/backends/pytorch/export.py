@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertbridge.core.artifacts import Manifest, atomic_directory, copy_files
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError
+from bertbridge.core.io.artifacts import Manifest, atomic_directory, copy_files
 
 from .model import TorchClassifier
 

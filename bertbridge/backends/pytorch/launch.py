@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from bertbridge.core.distributed import WORKER, Cluster, Proc, threads_per_worker
+from bertbridge.core.distributed.collective import WORKER, Cluster, Proc, threads_per_worker
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

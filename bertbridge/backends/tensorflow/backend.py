@@ -55,7 +55,7 @@ class TensorFlowBackend(Backend):
         """TF Serving layout (``1/`` SavedModel + ``code/`` handlers), plus the model folder's
         files at the root so ``bertbridge serve`` answers from the same tarball. Question-answering
         models get the model folder only (served by ``bertbridge serve``; no SavedModel signature yet)."""
-        from bertbridge.core.artifacts import Manifest, copy_files
+        from bertbridge.core.io.artifacts import Manifest, copy_files
 
         copy_files(artifact_dir, out_dir)
         if Manifest.read(artifact_dir).task == "text_classification":  # the SavedModel signature classifies

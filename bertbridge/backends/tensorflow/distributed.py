@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from bertbridge.core.distributed import Collective  # noqa: E402
+from bertbridge.core.distributed.collective import Collective  # noqa: E402
 from bertbridge.core.errors import DistributedError  # noqa: E402
 
 from .launch import TRAINING_JOBS, TFConfig, parse_tf_config  # noqa: E402

@@ -5,7 +5,7 @@ Layout (what the SageMaker TensorFlow Serving container expects inside model.tar
     out/
       1/saved_model.pb, 1/variables/      # one numbered version per export
       code/inference.py                   # input_handler / output_handler
-      code/bertbridge_serving.py          # the request/response contract (a copy of bertbridge.core.serving)
+      code/bertbridge_serving.py          # the request/response contract (a copy of bertbridge.core.serving.protocol)
       code/requirements.txt               # numpy, tokenizers
       code/tokenizer.json, code/bertbridge.json
 
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from bertbridge.core import serving
-from bertbridge.core.artifacts import MANIFEST_NAME, Manifest
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError
+from bertbridge.core.io.artifacts import MANIFEST_NAME, Manifest
+from bertbridge.core.serving import protocol as serving
 
 from .model import TFClassifier
 

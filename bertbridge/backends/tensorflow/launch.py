@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from bertbridge.core.distributed import WORKER, Cluster, Proc, threads_per_worker
+from bertbridge.core.distributed.collective import WORKER, Cluster, Proc, threads_per_worker
 from bertbridge.core.errors import DistributedError
 
 VARIABLE = "TF_CONFIG"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of training logs
@@ -11,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up cha
 import tensorflow as tf  # noqa: E402
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
-from bertbridge.core.weights import pretrained_classifier, save_state, saved_classifier  # noqa: E402
+from bertbridge.core.io.weights import pretrained_classifier, save_state, saved_classifier  # noqa: E402
 
 from .bert import BertClassifier  # noqa: E402
 

@@ -12,7 +12,6 @@ import json
 import os
 
 import numpy as np
-
 from bertbridge_serving import RequestError, format_response, parse_request, prediction
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

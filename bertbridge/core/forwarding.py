@@ -1,0 +1,115 @@
+"""Running a backend whose framework lives in another Python environment.
+
+MXNet 1.9 needs numpy<2 (and SageMaker Debugger protobuf<=3.20.3), which cannot
+share an environment with TensorFlow 2.21, so it gets its own (``make mxnet-env``).
+Point ``BERTBRIDGE_<BACKEND>_PYTHON`` (e.g. ``BERTBRIDGE_MXNET_PYTHON``) at that
+environment's interpreter and the ``bertbridge`` command forwards commands for that
+backend to it, unchanged: same arguments, same output, same exit status.
+``bertbridge run-local`` uses the same interpreter for the job. A backend that is
+importable here always runs here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from pathlib import Path
+from typing import Optional, Sequence
+
+FORWARDED = "BERTBRIDGE_FORWARDED"
+
+
+def env_var(backend_name: str) -> str:
+    return f"BERTBRIDGE_{backend_name.upper().replace('-', '_')}_PYTHON"
+
+
+def interpreter_for(backend_name: str) -> Optional[str]:
+    """The interpreter configured for ``backend_name``, or None. A set but missing path is an error."""
+    from bertbridge.core.errors import BackendUnavailableError
+
+    value = os.environ.get(env_var(backend_name))
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise BackendUnavailableError(
+            f"{env_var(backend_name)}={value} is not an executable Python interpreter; create the environment "
+            f"(make {backend_name}-env) or fix the variable."
+        )
+    return str(path)
+
+
+def installed_here(requires: Sequence[str]) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in requires)
+
+
+def forward(argv: Sequence[str], python: str) -> int:
+    """Run ``bertbridge ARGV`` with ``python``; returns its exit status. SIGINT and SIGTERM
+    are passed on to it (a forwarded server shuts down gracefully, and never outlives us)."""
+    import signal
+    import threading
+
+    env = {**os.environ, FORWARDED: "1"}
+    child = subprocess.Popen([python, "-m", "bertbridge.core.cli", *argv], env=env)
+    relayed = (signal.SIGINT, signal.SIGTERM)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in relayed:
+            previous[sig] = signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+    try:
+        code = child.wait()
+        return 128 - code if code < 0 else code  # died of signal N: exit 128+N, as a shell reports it
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # we are leaving for another reason: take the child with us
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def target_backend(args) -> Optional[str]:
+    """The backend a parsed command will run on, worked out cheaply (no framework import)."""
+    from bertbridge.core.io.artifacts import Manifest
+    from bertbridge.core.plugins.registry import backend_name
+
+    command = args.command
+    if command in ("train", "run-local"):
+        from bertbridge.core.api import load_spec
+
+        return backend_name(args.backend, load_spec(args.spec, args.overrides).backend)
+    if command in ("evaluate", "predict", "serve", "export"):
+        if args.backend:
+            return args.backend
+        try:
+            return Manifest.read(Path(args.model)).backend
+        except Exception:  # let the command itself report a bad model folder
+            return None
+    if command == "attention":
+        return None if installed_here(("smdebug",)) else "mxnet"
+    return None
+
+
+def maybe_forward(args, argv: Sequence[str]) -> Optional[int]:
+    """Exit status of the forwarded command, or None to run it here."""
+    if os.environ.get(FORWARDED) or args.command == "run-local":
+        return None
+    name = target_backend(args)
+    if name is None:
+        return None
+    from bertbridge.core.plugins.registry import backends
+
+    try:
+        backend = backends().get(name)
+    except Exception:
+        return None  # an unknown name: the command reports it with the list of backends
+    needs = ("smdebug",) if args.command == "attention" else backend.requires
+    if installed_here(needs):
+        return None
+    python = interpreter_for(name)
+    if python is None:
+        return None  # the command fails with the install instructions
+    return forward(argv, python)

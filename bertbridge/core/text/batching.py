@@ -1,0 +1,58 @@
+"""Batches of numpy arrays with dynamic padding.
+
+Training batches are length-grouped: examples are shuffled, cut into pools of
+50 batches, each pool is sorted by length and split into batches, and the
+batch order is shuffled again. Every example is still seen once per epoch,
+batches stay random, and a batch is padded only to its own longest example,
+so short sentences do not pay for long ones. Evaluation batches are taken
+in length order and the outputs put back in input order.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from bertbridge.core.text.tokenize import Encoded
+
+POOL_BATCHES = 50
+
+
+def train_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group_by_length: bool = True) -> list[np.ndarray]:
+    """Index arrays for one epoch of training batches (the last one may be smaller)."""
+    order = rng.permutation(len(lengths))
+    if group_by_length:
+        pool = batch_size * POOL_BATCHES
+        chunks = [order[i : i + pool] for i in range(0, len(order), pool)]
+        order = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if group_by_length:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Index arrays in length order (least padding); outputs must be scattered back by index."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(features: Encoded, index: np.ndarray, labels: Optional[np.ndarray] = None, pad_id: int = 0,
+            width: Optional[int] = None) -> dict[str, np.ndarray]:
+    """Pad the selected sequences to their longest one (or to ``width``): ``input_ids``,
+    ``token_type_ids``, ``attention_mask`` as int64 (B, T), plus ``labels`` when given."""
+    width = max(int(features.lengths[index].max()), width or 0)
+    size = len(index)
+    input_ids = np.full((size, width), pad_id, dtype=np.int64)
+    token_type_ids = np.zeros((size, width), dtype=np.int64)
+    attention_mask = np.zeros((size, width), dtype=np.int64)
+    for row, i in enumerate(index):
+        n = features.lengths[i]
+        input_ids[row, :n] = features.input_ids[i]
+        token_type_ids[row, :n] = features.token_type_ids[i]
+        attention_mask[row, :n] = 1
+    batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+    if labels is not None:
+        batch["labels"] = labels[index]
+    return batch

@@ -1,0 +1,161 @@
+"""Tokenization to numpy with the model's own fast (Rust) tokenizer.
+
+Core uses the ``tokenizers`` library directly rather than ``transformers``
+(whose ``AutoTokenizer`` imports torch when it is installed): it loads the
+folder's ``tokenizer.json``, or builds the identical WordPiece tokenizer from
+``vocab.txt`` and ``tokenizer_config.json`` for folders that have no
+``tokenizer.json``. Sequences are kept unpadded; :mod:`.batching` pads each
+batch only to its own longest sequence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from bertbridge.core.errors import ModelNotFoundError, SpecError
+from bertbridge.core.io.jsonfiles import read_json_object
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+@dataclass
+class Encoded:
+    """Unpadded token ids of N sequences (int32 arrays) and their lengths."""
+
+    input_ids: list[np.ndarray]
+    token_type_ids: list[np.ndarray]
+
+    def __post_init__(self) -> None:
+        self.lengths = np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class TextEncoder:
+    """The fast tokenizer of a model folder, producing :class:`Encoded` features.
+
+    Example::
+
+        >>> enc = TextEncoder.from_pretrained(folder)                 # doctest: +SKIP
+        >>> enc.encode(["A fine film."], max_length=16).input_ids[0]  # doctest: +SKIP
+        array([ 101, 1037, 2986, 2143, 1012,  102], dtype=int32)
+    """
+
+    def __init__(self, tokenizer, folder: Path, lowercase: bool, model_max_length: int, pad_id: int) -> None:
+        self._tokenizer = tokenizer
+        self.folder = folder
+        self.lowercase = lowercase
+        self.model_max_length = model_max_length
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_pretrained(cls, folder: Path) -> "TextEncoder":
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        config = _read_json(folder / "tokenizer_config.json")
+        model_config = _read_json(folder / "config.json")
+        if (folder / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        elif (folder / "vocab.txt").is_file():
+            from tokenizers.implementations import BertWordPieceTokenizer
+            from tokenizers.models import WordPiece
+
+            tokenizer = BertWordPieceTokenizer(
+                WordPiece.read_file(str(folder / "vocab.txt")),
+                lowercase=bool(config.get("do_lower_case", True)),
+                strip_accents=config.get("strip_accents"),
+                handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+            )._tokenizer
+        else:
+            raise ModelNotFoundError(
+                f"{folder}: no tokenizer.json or vocab.txt. A model folder needs its tokenizer files; "
+                "copy them from the model you started from."
+            )
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        lowercase = config.get("do_lower_case")
+        if lowercase is None:
+            lowercase = _normalizer_lowercases(tokenizer)
+        limits = [v for v in (model_config.get("max_position_embeddings"), config.get("model_max_length")) if isinstance(v, int)]
+        pad_token = config.get("pad_token", "[PAD]")
+        if isinstance(pad_token, dict):
+            pad_token = pad_token.get("content", "[PAD]")
+        pad_id = tokenizer.token_to_id(pad_token)
+        return cls(tokenizer, folder, bool(lowercase), min(limits) if limits else 512, 0 if pad_id is None else pad_id)
+
+    def check_max_length(self, max_length: int) -> None:
+        if max_length > self.model_max_length:
+            raise SpecError(
+                f"training.max_seq_length is {max_length}, but the model at {self.folder} handles at most "
+                f"{self.model_max_length} tokens. Set training.max_seq_length to {self.model_max_length} or less."
+            )
+
+    def encode(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None, *, max_length: int) -> Encoded:
+        """Tokenize with [CLS]/[SEP] and truncation ('longest_first' for pairs) to ``max_length``."""
+        self.check_max_length(max_length)
+        self._tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+        inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        encodings = self._tokenizer.encode_batch(inputs)
+        return Encoded(
+            [np.asarray(e.ids, dtype=np.int32) for e in encodings],
+            [np.asarray(e.type_ids, dtype=np.int32) for e in encodings],
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size()
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the vocabulary and casing (stored with TFRecord exports)."""
+        return tokenizer_fingerprint(self._tokenizer.get_vocab(), self.lowercase)
+
+    def tokens(self, text: str) -> list[str]:
+        """The word pieces of ``text`` (for display and debugging)."""
+        return self._tokenizer.encode(text).tokens
+
+    def id_tokens(self, ids: Sequence[int]) -> list[str]:
+        """The vocabulary entries of token ids (``[CLS]``, word pieces, ``[SEP]``)."""
+        return [self._tokenizer.id_to_token(int(i)) or "[UNK]" for i in ids]
+
+    def save(self, directory: Path) -> None:
+        """Copy the tokenizer files into ``directory``; write tokenizer.json if the source had none."""
+        for name in TOKENIZER_FILES:
+            if (self.folder / name).is_file():
+                shutil.copyfile(self.folder / name, directory / name)
+        if not (directory / "tokenizer.json").exists():
+            self._tokenizer.save(str(directory / "tokenizer.json"))
+
+
+def _read_json(path: Path) -> dict:
+    return read_json_object(path, ModelNotFoundError, "the model folder is damaged.")
+
+
+def _normalizer_lowercases(tokenizer) -> bool:
+    try:
+        normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    except Exception:  # pragma: no cover - defensive: exotic tokenizer
+        return False
+    stack = [normalizer]
+    while stack:
+        node = stack.pop()
+        if node.get("lowercase") or node.get("type") == "Lowercase":
+            return True
+        stack.extend(node.get("normalizers", []) or [])
+    return False
+
+
+def tokenizer_fingerprint(vocab: dict[str, int], lowercase: bool) -> str:
+    """16 hex digits identifying a vocabulary and its casing (recorded in TFRecord metadata and checked on read)."""
+    digest = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode("utf-8"))
+    digest.update(b"lower" if lowercase else b"cased")
+    return digest.hexdigest()[:16]
