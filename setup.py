@@ -15,6 +15,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["bertbridge", "bertbridge.*"]),
+    # Not a package (no __init__): a script copied into TF Serving model.tar.gz code/ folders;
+    # it imports the container-only top-level module bertbridge_serving, so it ships as data.
+    package_data={"bertbridge.backends.tensorflow": ["serving_code/*.py"]},
     install_requires=[
         # core is framework-neutral: numpy, the Rust fast tokenizers, config and plugins
         "numpy>=1.24",
@@ -38,7 +41,7 @@ setup(
         "debugger": ["smdebug==1.0.34", "protobuf<=3.20.3", "pandas<3", "psutil", "matplotlib<3.11"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],
         "sagemaker": ["sagemaker>=3", "boto3"],  # bertbridge sagemaker train (SDK v3 ModelTrainer)
-        "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27", "moto>=5"],
+        "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27", "moto>=5", "build>=1"],
     },
     entry_points={
         "console_scripts": ["bertbridge = bertbridge.core.cli:main"],
@@ -47,6 +50,10 @@ setup(
             "tensorflow = bertbridge.backends.tensorflow.plugin",
             "mxnet = bertbridge.backends.mxnet.plugin",
             "onnx = bertbridge.backends.onnx.plugin",
+        ],
+        "bertbridge.tasks": [
+            "text_classification = bertbridge.core.tasks.classification.plugin",
+            "question_answering = bertbridge.core.tasks.qa.plugin",
         ],
     },
     classifiers=[

@@ -11,21 +11,25 @@ Example::
 Importing bertbridge never imports a deep-learning framework.
 """
 
-from .core.api import evaluate, export, export_tfrecord, list_backends, load, load_spec, run_local, train
-from .core.tasks.classification.predictor import TextClassifier
+from .core.api import evaluate, export, export_tfrecord, list_backends, list_tasks, load, load_spec, train
 from .core.errors import BertbridgeError
+from .core.sagemaker.local import run_local
 from .core.spec import TaskSpec
+from .core.tasks.classification.predictor import TextClassifier
+from .core.tasks.qa.predictor import QuestionAnswerer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BertbridgeError",
+    "QuestionAnswerer",
     "TaskSpec",
     "TextClassifier",
     "evaluate",
     "export",
     "export_tfrecord",
     "list_backends",
+    "list_tasks",
     "load",
     "load_spec",
     "run_local",

@@ -32,13 +32,13 @@ def test_loop_resumes_at_the_right_batch(tmp_path):
     feats, targets = _features(40)  # 5 steps per epoch
     cfg = TrainingConfig(epochs=2, batch_size=8, checkpoint_dir=str(tmp_path), checkpoint_interval=2)
     straight = Recorder()
-    fit(straight, feats, targets, TrainingConfig(epochs=2, batch_size=8), multi_label=False, evaluate=None, log=lambda *a: None)
+    fit(straight, feats, targets, TrainingConfig(epochs=2, batch_size=8), evaluate=None, log=lambda *a: None)
     with pytest.raises(KeyboardInterrupt):
-        fit(Interrupted(at_step=8), feats, targets, cfg, multi_label=False, evaluate=None, log=lambda *a: None, fingerprint="f")
+        fit(Interrupted(at_step=8), feats, targets, cfg, evaluate=None, log=lambda *a: None, fingerprint="f")
     assert checkpoints.latest(tmp_path).name == "checkpoint-6"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-6"]  # older ones are removed
     resumed = Recorder()
-    result = fit(resumed, feats, targets, cfg, multi_label=False, evaluate=None, log=lambda *a: None, fingerprint="f")
+    result = fit(resumed, feats, targets, cfg, evaluate=None, log=lambda *a: None, fingerprint="f")
     assert result.steps == 10 and resumed.weights == 10
     # the resumed run sees exactly the batches the uninterrupted one saw after step 6
     assert resumed.calls == straight.calls[-len(resumed.calls):] and len([c for c in resumed.calls if c[0] == "step"]) == 4
@@ -47,18 +47,18 @@ def test_loop_resumes_at_the_right_batch(tmp_path):
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     feats, targets = _features(16)
     cfg = TrainingConfig(epochs=1, batch_size=8, checkpoint_dir=str(tmp_path))
-    fit(Recorder(), feats, targets, cfg, multi_label=False, evaluate=None, log=lambda *a: None, fingerprint="run-a")
+    fit(Recorder(), feats, targets, cfg, evaluate=None, log=lambda *a: None, fingerprint="run-a")
     with pytest.raises(ArtifactError, match="belongs to a run with a different spec or data"):
-        fit(Recorder(), feats, targets, cfg, multi_label=False, evaluate=None, log=lambda *a: None, fingerprint="run-b")
+        fit(Recorder(), feats, targets, cfg, evaluate=None, log=lambda *a: None, fingerprint="run-b")
 
 
 def test_damaged_checkpoint_is_a_clear_error(tmp_path):
     feats, targets = _features(16)
     cfg = TrainingConfig(epochs=1, batch_size=8, checkpoint_dir=str(tmp_path))
-    fit(Recorder(), feats, targets, cfg, multi_label=False, evaluate=None, log=lambda *a: None)
+    fit(Recorder(), feats, targets, cfg, evaluate=None, log=lambda *a: None)
     (checkpoints.latest(tmp_path) / checkpoints.STATE).write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="unreadable checkpoint"):
-        fit(Recorder(), feats, targets, cfg, multi_label=False, evaluate=None, log=lambda *a: None)
+        fit(Recorder(), feats, targets, cfg, evaluate=None, log=lambda *a: None)
 
 
 @pytest.fixture()

@@ -80,7 +80,6 @@ def test_override_into_a_value_is_refused():
         ({"training": {"epochs": "three"}}, r"spec\.training\.epochs must be an integer, got 'three'"),
         ({"training": {"epochs": 0}}, r"spec\.training\.epochs must be >= 1"),
         ({"training": {"mixed_precision": "yes"}}, r"mixed_precision must be true or false"),
-        ({"task": {"type": "text_clasification"}}, r"must be one of: text_classification, question_answering\. Did you mean 'text_classification'"),
         ({"data": {"header": False, "text_column": "text"}}, r"header is false, so columns are 0-based indices"),
         ({"data": {"labels": ["a", "a", "b"]}}, r"lists \['a'\] more than once"),
         ({"data": {"labels": ["a", "b"], "labels_file": "l.txt"}}, r"either 'labels' or 'labels_file'"),
@@ -95,6 +94,16 @@ def test_override_into_a_value_is_refused():
 def test_bad_fields_name_their_path_and_fix(data, message):
     with pytest.raises(SpecError, match=message):
         TaskSpec.from_dict(data)
+
+
+def test_task_type_is_checked_against_the_task_registry():
+    import bertbridge
+
+    with pytest.raises(SpecError, match=r"invalid task type 'text_clasification'; available: question_answering, "
+                                         r"text_classification\. Did you mean 'text_classification'\?"):
+        bertbridge.load_spec({"task": {"type": "text_clasification"}})
+    with pytest.raises(SpecError, match=r"spec\.task\.multi_label only applies to type 'text_classification'"):
+        bertbridge.load_spec({"task": {"type": "question_answering", "multi_label": True}})
 
 
 def test_file_errors_name_the_file(tmp_path):

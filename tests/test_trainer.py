@@ -7,7 +7,12 @@ from bertbridge.core.backend import TrainableModel
 from bertbridge.core.errors import SpecError
 from bertbridge.core.spec import EarlyStoppingConfig, TrainingConfig
 from bertbridge.core.text.tokenize import Encoded
-from bertbridge.core.training.loop import fit, linear_schedule
+from bertbridge.core.tasks.classification.task import SINGLE_LABEL_MONITORS
+from bertbridge.core.training.early_stopping import Monitor, monitor_metric
+from bertbridge.core.training.loop import fit
+from bertbridge.core.training.schedule import linear_schedule
+
+ACCURACY = Monitor("accuracy", minimize=False)
 
 
 class Recorder(TrainableModel):
@@ -58,7 +63,7 @@ def test_accumulation_steps_and_loss_scales():
     feats, targets = _features(50)
     model = Recorder()
     cfg = TrainingConfig(epochs=2, batch_size=8, gradient_accumulation_steps=3, warmup_ratio=0.0, learning_rate=0.1)
-    result = fit(model, feats, targets, cfg, multi_label=False, evaluate=None, log=lambda *a: None)
+    result = fit(model, feats, targets, cfg, evaluate=None, log=lambda *a: None)
     # 7 micro-batches per epoch -> ceil(7/3) = 3 optimizer steps per epoch
     assert result.steps == 6 and result.train_examples == 100
     steps = [c for c in model.calls if c[0] == "step"]
@@ -79,7 +84,7 @@ def test_logging_cadence_and_eval_each_epoch():
     feats, targets = _features(32)
     logs = []
     cfg = TrainingConfig(epochs=3, batch_size=8, log_interval=2)
-    fit(Recorder(), feats, targets, cfg, multi_label=False, evaluate=lambda: {"accuracy": 0.5, "loss": 1.0},
+    fit(Recorder(), feats, targets, cfg, monitor=ACCURACY, evaluate=lambda: {"accuracy": 0.5, "loss": 1.0},
         log=lambda m, stage, step, epoch: logs.append((stage, step)))
     assert [s for s in logs if s[0] == "train"] == [("train", k) for k in (2, 4, 6, 8, 10, 12)]
     assert [s for s in logs if s[0] == "eval"] == [("eval", 4), ("eval", 8), ("eval", 12)]
@@ -90,7 +95,7 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     scores = iter([0.5, 0.8, 0.7, 0.75, 0.9])
     model = Recorder()
     cfg = TrainingConfig(epochs=5, batch_size=8, early_stopping=EarlyStoppingConfig(patience=2))
-    result = fit(model, feats, targets, cfg, multi_label=False, evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
+    result = fit(model, feats, targets, cfg, monitor=ACCURACY, evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
     assert result.stopped_early and result.steps == 8  # stopped after epoch 4
     assert result.best_metrics == {"accuracy": 0.8}
     assert model.weights == 4  # the snapshot taken after epoch 2
@@ -101,7 +106,7 @@ def test_without_restore_best_the_last_weights_and_metrics_are_kept():
     scores = iter([0.5, 0.8, 0.7])
     model = Recorder()
     cfg = TrainingConfig(epochs=3, batch_size=8, restore_best=False)
-    result = fit(model, feats, targets, cfg, multi_label=False, evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
+    result = fit(model, feats, targets, cfg, monitor=ACCURACY, evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
     assert model.weights == 6 and result.final_metrics == {"accuracy": 0.7} and result.best_metrics == {"accuracy": 0.8}
 
 
@@ -109,16 +114,16 @@ def test_best_weights_are_restored_by_default():
     feats, targets = _features(16)
     scores = iter([0.5, 0.8, 0.7])
     model = Recorder()
-    result = fit(model, feats, targets, TrainingConfig(epochs=3, batch_size=8), multi_label=False,
-                 evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
+    result = fit(model, feats, targets, TrainingConfig(epochs=3, batch_size=8), 
+                 monitor=ACCURACY, evaluate=lambda: {"accuracy": next(scores)}, log=lambda *a: None)
     assert model.weights == 4 and result.final_metrics == {"accuracy": 0.8} and not result.stopped_early
 
 
 def test_training_always_ends_with_an_evaluation():
     feats, targets = _features(40)  # 5 steps per epoch, evaluated every 3 steps
     evals = []
-    fit(Recorder(), feats, targets, TrainingConfig(epochs=2, batch_size=8, eval_interval=3), multi_label=False,
-        evaluate=lambda: {"accuracy": 0.5}, log=lambda m, stage, step, epoch: evals.append(step) if stage == "eval" else None)
+    fit(Recorder(), feats, targets, TrainingConfig(epochs=2, batch_size=8, eval_interval=3), 
+        monitor=ACCURACY, evaluate=lambda: {"accuracy": 0.5}, log=lambda m, stage, step, epoch: evals.append(step) if stage == "eval" else None)
     assert evals == [3, 6, 9, 10]
 
 
@@ -126,17 +131,17 @@ def test_loss_is_minimised_when_monitored():
     feats, targets = _features(8)
     losses = iter([1.0, 0.5, 0.6])
     cfg = TrainingConfig(epochs=3, batch_size=8, early_stopping=EarlyStoppingConfig(patience=1, metric="loss"))
-    result = fit(Recorder(), feats, targets, cfg, multi_label=False, evaluate=lambda: {"loss": next(losses)}, log=lambda *a: None)
+    result = fit(Recorder(), feats, targets, cfg, monitor=Monitor("loss"), evaluate=lambda: {"loss": next(losses)},
+                 log=lambda *a: None)
     assert result.best_metrics == {"loss": 0.5} and result.stopped_early
 
 
 def test_monitor_metric_is_checked_before_training():
-    feats, targets = _features(8)
-    model = Recorder()
     bad = TrainingConfig(early_stopping=EarlyStoppingConfig(patience=1, metric="acuracy"))
     with pytest.raises(SpecError, match="early_stopping.metric is 'acuracy'; for this task use one of: accuracy"):
-        fit(model, feats, targets, bad, multi_label=False, evaluate=lambda: {}, log=lambda *a: None)
+        monitor_metric(bad, SINGLE_LABEL_MONITORS, ("loss",), True)
     with pytest.raises(SpecError, match="early stopping needs validation data"):
-        fit(model, feats, targets, TrainingConfig(early_stopping=EarlyStoppingConfig(patience=1)),
-            multi_label=False, evaluate=None, log=lambda *a: None)
-    assert model.calls == []
+        monitor_metric(TrainingConfig(early_stopping=EarlyStoppingConfig(patience=1)), SINGLE_LABEL_MONITORS, ("loss",), False)
+    assert monitor_metric(TrainingConfig(), SINGLE_LABEL_MONITORS, ("loss",), True) == ACCURACY
+    loss = TrainingConfig(early_stopping=EarlyStoppingConfig(metric="loss"))
+    assert monitor_metric(loss, SINGLE_LABEL_MONITORS, ("loss",), True) == Monitor("loss", minimize=True)

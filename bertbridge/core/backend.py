@@ -152,6 +152,10 @@ class Backend:
     the version ``bertbridge backends`` shows (e.g. ``tensorflow``, ``tensorflow-cpu``)."""
     tasks: ClassVar[tuple[str, ...]] = ()
     """Task types this backend can train and serve (``text_classification``, ...)."""
+    heads: ClassVar[tuple[str, ...]] = ()
+    """Model heads this backend builds (``sequence``, ``span``: see :class:`ModelSetup`). It can also
+    train and serve any registered task whose :attr:`~bertbridge.core.task.Task.head` is among them,
+    third-party tasks included."""
     trains: ClassVar[bool] = True
     """False for inference-only backends (they load exports); training with one is refused up front."""
     exports: ClassVar[tuple[str, ...]] = ()
@@ -236,8 +240,12 @@ class Backend:
         """How to install the framework, when ``pip install 'bertbridge[<extra>]'`` is not the answer."""
         return ""
 
-    def ensure_supports(self, task_type: str) -> None:
-        if task_type not in self.tasks:
+    def supports(self, task_type: str, head: Optional[str] = None) -> bool:
+        """True when this backend can do ``task_type`` (listed in :attr:`tasks`, or its ``head`` is in :attr:`heads`)."""
+        return task_type in self.tasks or (head is not None and head in self.heads)
+
+    def ensure_supports(self, task_type: str, head: Optional[str] = None) -> None:
+        if not self.supports(task_type, head):
             can = f"it supports: {', '.join(self.tasks)}" if self.tasks else "it implements no task yet"
             raise NotSupportedError(
                 f"backend {self.name!r} cannot do {task_type!r} yet ({can}). "

@@ -13,6 +13,7 @@
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
     bertbridge attention TRIAL --step N --out view.html [--png grid.png] [--example I]
     bertbridge backends [--json]
+    bertbridge tasks [--json]                   # the registered tasks (task.type values)
     bertbridge spec SPEC [--set ...]            # print the resolved, validated spec
 
 Problems with input (spec, data, model folder, backend) print one paragraph
@@ -136,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--example", type=int, default=0, help="which recorded example (default 0)")
     p.add_argument("--png", help="also write a per-layer heatmap grid to this PNG file")
 
+    p = sub.add_parser("tasks", help="list the registered tasks (task.type values) and their plugins")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = sub.add_parser("backends", help="list backends, their framework versions and availability")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -185,14 +189,10 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from bertbridge.core.api import load
     from bertbridge.core.plugins.builtin import format_metric
+    from bertbridge.core.plugins.registry import tasks
 
     model = load(args.model, backend=args.backend)
-    if model.manifest.task == "question_answering":
-        metrics = model.evaluate(args.data, predictions_out=args.predictions_out)
-    elif args.predictions_out:
-        raise DataError("--predictions-out writes SQuAD predictions; this is a text_classification model.")
-    else:
-        metrics = model.evaluate(args.data)
+    metrics = tasks().get(model.manifest.task).cli_evaluate(model, args.data, args.predictions_out)
     if args.json:
         print(json.dumps(metrics, sort_keys=True))
     else:
@@ -203,67 +203,20 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from bertbridge.core.api import load
+    from bertbridge.core.plugins.registry import tasks
 
-    if args.input and args.text_pair:
-        raise DataError("--text-pair goes with --text; with --input, pairs come from the file's text_pair column.")
-    out = sys.stdout
-    if args.output:
-        try:
-            out = open(args.output, "w", encoding="utf-8")
-        except OSError as exc:
-            raise DataError(f"{args.output}: cannot write predictions there ({exc.strerror}). Check that the folder exists.") from None
-    clf = load(args.model, backend=args.backend)
-    if clf.manifest.task == "question_answering":
-        rows = _qa_rows(clf, args)
-    elif args.question or args.context:
-        raise DataError("--question/--context are for question-answering models; this model classifies texts (use --text).")
-    elif args.text:
-        if args.text_pair is not None and len(args.text_pair) != len(args.text):
-            raise DataError(f"got {len(args.text)} --text but {len(args.text_pair)} --text-pair; give one --text-pair per --text.")
-        inputs = list(zip(args.text, args.text_pair)) if args.text_pair else list(args.text)
-        rows = [{"text": t if isinstance(t, str) else t[0], **r} for t, r in zip(inputs, clf.predict(inputs))]
-    else:
-        from bertbridge.core.data.readers import read_examples
-
-        examples = read_examples(args.input, clf.data_config(), require_labels=False)
-        texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in examples]
-        rows = [{"line": e.line, **r} for e, r in zip(examples, clf.predict(texts))]
     try:
-        for row in rows:
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    except OSError as exc:
+        raise DataError(f"{args.output}: cannot write predictions there ({exc.strerror}). Check that the folder exists.") from None
+    try:
+        model = load(args.model, backend=args.backend)
+        for row in tasks().get(model.manifest.task).cli_predict(model, args):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     finally:
         if args.output:
             out.close()
     return 0
-
-
-def _qa_rows(qa, args) -> list[dict]:
-    """Predictions of a question-answering model for ``--question/--context`` or ``--input``."""
-    if args.text or args.text_pair:
-        raise DataError("this model answers questions: use --question Q --context C (or --input squad.json).")
-    if args.question:
-        if not args.context or len(args.context) != len(args.question):
-            raise DataError(f"got {len(args.question)} --question but {len(args.context or [])} --context; give one --context per --question.")
-        pairs = list(zip(args.question, args.context))
-        return [{"question": q, **r} for (q, _), r in zip(pairs, qa.predict(pairs))]
-    from bertbridge.core.tasks.qa.squad import read_squad
-
-    if str(args.input).lower().endswith(".jsonl"):
-        items = []
-        with open(args.input, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if line.strip():
-                    try:
-                        items.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{args.input}, line {n}: invalid JSON ({exc.msg}); one {{question, context}} object per line.") from None
-        return [{"line": i + 1, **r} for i, r in enumerate(qa.predict(items))]
-    squad = read_squad(args.input, require_answers=False)
-    predictions = qa.answer(squad.examples, show_progress=len(squad.examples) > 100)
-    from bertbridge.core.serving.protocol import qa_prediction
-    from bertbridge.core.tasks.qa.predictor import probability
-
-    return [{"id": p.id, **qa_prediction(p.text, probability(p), p.start, p.end)} for p in predictions]
 
 
 def _run_local(args) -> int:
@@ -368,6 +321,23 @@ def _backends(args) -> int:
     return 0
 
 
+def _tasks(args) -> int:
+    from bertbridge.core.api import list_tasks
+    from bertbridge.core.plugins.registry import tasks
+
+    listed, broken = list_tasks(), tasks().broken
+    if args.json:
+        print(json.dumps(listed + [{"name": b.name, "summary": f"plugin failed to load: {b.error}", "module": b.value}
+                                   for b in broken], indent=2))
+        return 0
+    print(f"{'task':<22} summary")
+    for t in listed:
+        print(f"{t['name']:<22} {t['summary']}")
+    for b in broken:
+        print(f"{b.name:<22} plugin {b.value} failed to load: {b.error}")
+    return 0
+
+
 def _spec(args) -> int:
     import yaml
 
@@ -379,7 +349,7 @@ def _spec(args) -> int:
 
 _COMMANDS = {
     "train": _train, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "sagemaker": _sagemaker, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
-    "backends": _backends, "spec": _spec, "attention": _attention,
+    "backends": _backends, "tasks": _tasks, "spec": _spec, "attention": _attention,
 }
 
 

@@ -36,6 +36,10 @@ class UnknownBackendError(BackendError, LookupError):
     """No backend of that name is registered."""
 
 
+class UnknownTaskError(SpecError, LookupError):
+    """No task of that type is registered."""
+
+
 class BackendUnavailableError(BackendError, ImportError):
     """The backend is registered but its framework is not installed."""
 

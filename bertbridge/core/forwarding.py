@@ -88,8 +88,11 @@ def target_backend(args) -> Optional[str]:
             return Manifest.read(Path(args.model)).backend
         except Exception:  # let the command itself report a bad model folder
             return None
-    if command == "attention":
-        return None if installed_here(("smdebug",)) else "mxnet"
+    if command == "attention":  # rendering a trial needs smdebug: the environment of a backend that records them
+        from bertbridge.core.plugins.registry import backends
+
+        recorders = [b.name for b in backends() if b.debugger]
+        return None if installed_here(("smdebug",)) or not recorders else recorders[0]
     return None
 
 

@@ -1,9 +1,10 @@
-"""Hook specifications: the points where plugins (backends included) plug in.
+"""Hook specifications: the points where plugins (tasks and backends included) plug in.
 
 A plugin is any module or object with functions named like these hooks and
-marked with :data:`hookimpl`. Backends are plugins found through the
-``bertbridge.backends`` entry-point group; other plugins can be registered
-on :func:`bertbridge.core.plugins.registry.plugin_manager` directly.
+marked with :data:`hookimpl`. Plugins are found through the ``bertbridge.backends``
+and ``bertbridge.tasks`` entry-point groups (the built-in tasks and backends are
+registered exactly so); other plugins can be registered on
+:func:`bertbridge.core.plugins.registry.plugin_manager` directly.
 
 Example, a third-party backend package's plugin module::
 
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Mapping
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bertbridge.core.plugins.registry import BackendRegistry, ModelRegistry
+    from bertbridge.core.plugins.registry import BackendRegistry, ModelRegistry, TaskRegistry
 
 PROJECT = "bertbridge"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -42,6 +43,19 @@ def bertbridge_register_backends(registry: "BackendRegistry") -> None:
     and must not import their framework: ``registry.add`` takes a
     :class:`~bertbridge.core.backend.Backend` whose framework is imported only
     when it trains or loads a model. The return value is ignored (return None).
+    """
+
+
+@hookspec
+def bertbridge_register_tasks(registry: "TaskRegistry") -> None:
+    """Add tasks to ``registry`` with ``registry.add(task)``.
+
+    Fires once per process, the first time any task is looked up or listed
+    (``bertbridge tasks``, training, loading, serving). ``registry.add`` takes a
+    :class:`~bertbridge.core.task.Task` whose ``name`` is the spec's ``task.type``;
+    the built-in ``text_classification`` and ``question_answering`` are added
+    through this hook too. Implementations must be cheap and must not import a
+    framework. The return value is ignored (return None).
     """
 
 

@@ -29,7 +29,6 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from bertbridge.core.errors import SpecError
 
-TASK_TYPES = ("text_classification", "question_answering")
 DATA_FORMATS = ("csv", "tsv", "jsonl", "tfrecord")
 Column = Union[str, int]
 
@@ -42,8 +41,9 @@ def _choices(*values: str) -> dict:
 class TaskConfig:
     """What is predicted.
 
-    ``type``: ``text_classification`` (single sentence or sentence pair) or
-    ``question_answering`` (extractive, SQuAD v1.1/v2.0 JSON data files).
+    ``type``: a registered task (``bertbridge tasks`` lists them): the built-in
+    ``text_classification`` (single sentence or sentence pair) or ``question_answering``
+    (extractive, SQuAD v1.1/v2.0 JSON data files). The task checks its own fields.
     ``multi_label``: each example may carry several labels (sigmoid outputs).
     ``threshold``: multi-label decision threshold on each label's probability.
 
@@ -56,7 +56,7 @@ class TaskConfig:
     best span by more than ``null_threshold``.
     """
 
-    type: str = field(default="text_classification", metadata=_choices(*TASK_TYPES))
+    type: str = "text_classification"
     multi_label: bool = False
     threshold: float = 0.5
     doc_stride: int = 128
@@ -71,8 +71,8 @@ class TaskConfig:
                 raise SpecError(f"{path}.{name} must be >= 1, got {getattr(self, name)}.")
         if not 0.0 < self.threshold < 1.0:
             raise SpecError(f"{path}.threshold must be between 0 and 1 (exclusive), got {self.threshold}.")
-        if self.multi_label and self.type != "text_classification":
-            raise SpecError(f"{path}.multi_label only applies to type 'text_classification', not {self.type!r}.")
+        if not self.type.strip():
+            raise SpecError(f"{path}.type must name a task, e.g. text_classification.")
 
 
 @dataclass(frozen=True)

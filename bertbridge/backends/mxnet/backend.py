@@ -21,6 +21,7 @@ class MXNetBackend(Backend):
     requires = ("mxnet", "gluonnlp")
     distributions = ("mxnet", "mxnet-mkl")
     tasks = ("text_classification", "question_answering")
+    heads = ("sequence", "span")
     exports = ("mxnet-symbol",)
     debugger = True
     sagemaker_image = {}  # SageMaker's newest MXNet images (1.9) have Python 3.8

@@ -14,6 +14,7 @@ class PyTorchBackend(Backend):
     requires = ("torch", "transformers")
     distributions = ("torch",)
     tasks = ("text_classification", "question_answering")
+    heads = ("sequence", "span")
     exports = ("torchscript", "onnx")
     sagemaker_image = {"framework": "pytorch", "version": "2.3", "py_version": "py311"}
     sagemaker_requirements = ("transformers>=4.57,<5",)

@@ -20,6 +20,7 @@ class TensorFlowBackend(Backend):
     requires = ("tensorflow",)
     distributions = ("tensorflow", "tensorflow-cpu")
     tasks = ("text_classification", "question_answering")
+    heads = ("sequence", "span")
     exports = ("savedmodel",)
     sagemaker_image = {"framework": "tensorflow", "version": "2.16", "py_version": "py310"}
     distributed_engine = "MultiWorkerMirroredStrategy (collective all-reduce over gRPC), configured by TF_CONFIG"
@@ -53,12 +54,14 @@ class TensorFlowBackend(Backend):
 
     def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
         """TF Serving layout (``1/`` SavedModel + ``code/`` handlers), plus the model folder's
-        files at the root so ``bertbridge serve`` answers from the same tarball. Question-answering
-        models get the model folder only (served by ``bertbridge serve``; no SavedModel signature yet)."""
+        files at the root so ``bertbridge serve`` answers from the same tarball. Models of tasks the
+        export formats do not serve (question answering) get the model folder only (served by
+        ``bertbridge serve``; no SavedModel signature for them yet)."""
         from bertbridge.core.io.artifacts import Manifest, copy_files
+        from bertbridge.core.plugins.registry import tasks
 
         copy_files(artifact_dir, out_dir)
-        if Manifest.read(artifact_dir).task == "text_classification":  # the SavedModel signature classifies
+        if tasks().get(Manifest.read(artifact_dir).task).exportable:  # the SavedModel signature classifies
             self.export(artifact_dir, "savedmodel", out_dir, version=1)
 
     def serving_environment(self) -> dict[str, str]:

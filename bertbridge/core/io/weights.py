@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError, NotSupportedError
 from bertbridge.core.io.artifacts import WEIGHTS_NAME, check_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bertbridge.core.backend import ModelSetup
 
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 _IGNORED_SUFFIXES = ("position_ids",)  # buffers some checkpoints carry

@@ -1,11 +1,11 @@
-"""The plugin manager, the backend and model-alias registries, and backend selection.
+"""The plugin manager, the task, backend and model-alias registries, and backend selection.
 
-Backends are found through the ``bertbridge.backends`` entry-point group; the
-three built-in ones register exactly like a third-party package would. Each
-entry point is loaded on its own: a broken plugin is reported by
-``bertbridge backends`` instead of breaking every other backend.
+Tasks and backends are found through the ``bertbridge.tasks`` and ``bertbridge.backends``
+entry-point groups; the built-in ones register exactly like a third-party package would.
+Each entry point is loaded on its own: a broken plugin is reported by ``bertbridge tasks``
+and ``bertbridge backends`` instead of breaking every other plugin.
 
-Selection order (first that is set wins): the explicit ``backend=`` argument
+Backend selection order (first that is set wins): the explicit ``backend=`` argument
 or ``--backend`` flag, then the spec's ``backend`` field, then the
 ``BERTBRIDGE_BACKEND`` environment variable, then ``pytorch``.
 """
@@ -24,16 +24,21 @@ import pluggy
 
 from bertbridge.core import hookspecs
 from bertbridge.core.backend import Backend
-from bertbridge.core.errors import BackendError, ModelNotFoundError, UnknownBackendError
+from bertbridge.core.errors import BackendError, ModelNotFoundError, UnknownBackendError, UnknownTaskError
+from bertbridge.core.task import Task
 
 ENTRY_POINT_GROUP = "bertbridge.backends"
+TASK_ENTRY_POINT_GROUP = "bertbridge.tasks"
+GROUPS = (ENTRY_POINT_GROUP, TASK_ENTRY_POINT_GROUP)
 ENV_VAR = "BERTBRIDGE_BACKEND"
 DEFAULT_BACKEND = "pytorch"
 
 _lock = threading.RLock()  # reentrant: a plugin hook may itself look up models or backends
 _pm: Optional[pluggy.PluginManager] = None
 _backends: Optional["BackendRegistry"] = None
+_tasks: Optional["TaskRegistry"] = None
 _models: Optional["ModelRegistry"] = None
+_broken_entry_points: dict[str, list["BrokenPlugin"]] = {}
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,49 @@ class BackendRegistry:
         )
 
 
+class TaskRegistry:
+    """Tasks by name (the spec's ``task.type``). Plugins call :meth:`add` from ``bertbridge_register_tasks``."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self.broken: list[BrokenPlugin] = []
+
+    def add(self, task: Task) -> None:
+        if not isinstance(task, Task):
+            raise TypeError(f"registry.add expects a bertbridge Task instance, got {task!r}")
+        if task.name in self._tasks:
+            raise BackendError(
+                f"two plugins register a task named {task.name!r} "
+                f"({type(self._tasks[task.name]).__module__} and {type(task).__module__}); uninstall one of them."
+            )
+        self._tasks[task.name] = task
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks[n] for n in self.names())
+
+    def get(self, name: str) -> Task:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            pass
+        broken = [b for b in self.broken if b.name == name]
+        if broken:
+            raise UnknownTaskError(
+                f"task {name!r} is installed but its plugin {broken[0].value} failed to load: {broken[0].error}. "
+                "Reinstall or upgrade that package."
+            )
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        where = "" if self._tasks else " (no task plugin is installed: is bertbridge itself installed, e.g. pip install -e .?)"
+        raise UnknownTaskError(
+            f"invalid task type {name!r}; available: {', '.join(self.names()) or 'none'}{where}.{hint} "
+            "Set task.type in the spec to one of them."
+        )
+
+
 @dataclass(frozen=True)
 class ModelAlias:
     name: str
@@ -135,19 +183,25 @@ def plugin_manager() -> pluggy.PluginManager:
             from bertbridge.core.plugins import builtin as builtin_plugins
 
             pm.register(builtin_plugins, name="bertbridge.core.builtin")
+            _broken_entry_points.clear()
+            for group in GROUPS:
+                _broken_entry_points[group] = _load_entry_points(pm, group)
             _pm = pm
         return _pm
 
 
-def _load_entry_points(pm: pluggy.PluginManager, registry: BackendRegistry) -> None:
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+def _load_entry_points(pm: pluggy.PluginManager, group: str) -> list[BrokenPlugin]:
+    """Register every plugin of an entry-point group; returns the ones that failed to load."""
+    broken = []
+    for ep in importlib.metadata.entry_points(group=group):
+        name = f"{group}:{ep.name}"
+        if pm.has_plugin(name) or pm.is_blocked(name):
             continue
         try:
-            plugin = ep.load()
-            pm.register(plugin, name=ep.name)
+            pm.register(ep.load(), name=name)
         except Exception as exc:  # a third-party plugin's bug must not break the others
-            registry.broken.append(BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
+            broken.append(BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
+    return broken
 
 
 def _call_each(hook, registry, broken: list) -> None:
@@ -157,7 +211,8 @@ def _call_each(hook, registry, broken: list) -> None:
         try:
             impl.function(**{name: registry for name in impl.argnames})
         except Exception as exc:
-            broken.append(BrokenPlugin(impl.plugin_name, impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+            name = impl.plugin_name.rpartition(":")[2]  # entry-point plugins are named "group:name"
+            broken.append(BrokenPlugin(name, impl.plugin_name, f"{type(exc).__name__}: {exc}"))
 
 
 def backends() -> BackendRegistry:
@@ -167,10 +222,23 @@ def backends() -> BackendRegistry:
     with _lock:
         if _backends is None:
             registry = BackendRegistry()
-            _load_entry_points(pm, registry)
+            registry.broken.extend(_broken_entry_points.get(ENTRY_POINT_GROUP, ()))
             _call_each(pm.hook.bertbridge_register_backends, registry, registry.broken)
             _backends = registry
         return _backends
+
+
+def tasks() -> TaskRegistry:
+    """The task registry, filled from entry points on first use."""
+    global _tasks
+    pm = plugin_manager()
+    with _lock:
+        if _tasks is None:
+            registry = TaskRegistry()
+            registry.broken.extend(_broken_entry_points.get(TASK_ENTRY_POINT_GROUP, ()))
+            _call_each(pm.hook.bertbridge_register_tasks, registry, registry.broken)
+            _tasks = registry
+        return _tasks
 
 
 def models() -> ModelRegistry:
@@ -188,9 +256,9 @@ def models() -> ModelRegistry:
 def reset() -> None:
     """Forget plugins and registries so the next use rebuilds them (for tests and
     for picking up packages installed after the first lookup)."""
-    global _pm, _backends, _models
+    global _pm, _backends, _tasks, _models
     with _lock:
-        _pm = _backends = _models = None
+        _pm = _backends = _tasks = _models = None
 
 
 def backend_name(explicit: Optional[str] = None, spec_value: Optional[str] = None) -> str:
@@ -207,5 +275,5 @@ def select_backend(explicit: Optional[str] = None, spec_value: Optional[str] = N
     backend = backends().get(backend_name(explicit, spec_value))
     backend.ensure_available()
     if task is not None:
-        backend.ensure_supports(task)
+        backend.ensure_supports(task, tasks().get(task).head)
     return backend

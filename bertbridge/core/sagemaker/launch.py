@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.io.vendor import requirements, vendor_package
-from bertbridge.core.plugins.registry import backend_name, backends, models
+from bertbridge.core.plugins.registry import backend_name, backends, models, tasks
 from bertbridge.core.sagemaker.aws import aws_context, framework_image
 
 METRICS = ("train_loss", "learning_rate", "train_samples_per_s", "eval_loss", "eval_accuracy", "eval_macro_f1",
@@ -101,7 +101,7 @@ def launch_training(
 
     spec = load_spec(spec_path, overrides)
     chosen = backends().get(backend_name(backend, spec.backend))
-    chosen.ensure_supports(spec.task.type)
+    chosen.ensure_supports(spec.task.type, tasks().get(spec.task.type).head)
     if not chosen.trains:
         raise NotSupportedError(f"backend {chosen.name!r} only serves exported models; it cannot run a training job.")
     if spec.data.train is None:

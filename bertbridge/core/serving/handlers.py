@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
+from bertbridge.core.api import load
 from bertbridge.core.errors import BertbridgeError
 from bertbridge.core.serving import protocol as serving
-from bertbridge.core.tasks.classification.predictor import TextClassifier
+from bertbridge.core.task import Predictor
 
 
 def _client_error(exc: Exception) -> Exception:
@@ -28,10 +29,8 @@ def _client_error(exc: Exception) -> Exception:
     return GenericInferenceToolkitError(status, message)
 
 
-def model_fn(model_dir: str) -> TextClassifier:
-    """Load the model folder (``/opt/ml/model`` in a container)."""
-    from bertbridge.core.api import load
-
+def model_fn(model_dir: str) -> Predictor:
+    """Load the model folder (``/opt/ml/model`` in a container), whatever its task."""
     return load(model_dir)
 
 
@@ -43,7 +42,7 @@ def input_fn(request_body: Union[bytes, str], request_content_type: Optional[str
         raise _client_error(exc) from None
 
 
-def predict_fn(data: list, model: TextClassifier) -> list[dict[str, Any]]:
+def predict_fn(data: list, model: Predictor) -> list[dict[str, Any]]:
     """Check the items against the model (texts, pairs, or question/context objects) and predict them."""
     try:
         return model.predict(model.normalize_request(data))

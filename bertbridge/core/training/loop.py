@@ -3,13 +3,13 @@
 Every backend trains through this loop, so the schedule, gradient
 accumulation, logging cadence, evaluation and early stopping are identical
 everywhere; the backend only runs :meth:`TrainableModel.accumulate` and
-:meth:`TrainableModel.step`.
+:meth:`TrainableModel.step`. :func:`fit` is the entry; :class:`_Trainer` holds
+one run's state, one small method per duty.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,40 +19,15 @@ import numpy as np
 
 from bertbridge.core.backend import TrainableModel
 from bertbridge.core.distributed.collective import Collective, SingleProcess, shard
-from bertbridge.core.errors import SpecError
-from bertbridge.core.io import progress
+from bertbridge.core.io import checkpoints, progress
 from bertbridge.core.spec import TrainingConfig
 from bertbridge.core.text.batching import collate, train_batches
 from bertbridge.core.text.tokenize import Encoded
-
-MINIMIZED = ("loss", "hamming_loss")
-SINGLE_LABEL_MONITORS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc", "loss")
-MULTI_LABEL_MONITORS = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall", "hamming_loss", "loss")
-QA_MONITORS = ("f1", "exact", "HasAns_f1", "loss")
+from bertbridge.core.training.early_stopping import Monitor
+from bertbridge.core.training.schedule import Schedule
 
 LogFn = Callable[[Mapping[str, float], str, int, float], None]
-
-
-def linear_schedule(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then linear decay to 0
-    (the same curve as Hugging Face's ``get_linear_schedule_with_warmup``)."""
-    if step < warmup_steps:
-        return peak * step / max(1, warmup_steps)
-    return peak * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-
-def monitor_metric(cfg: TrainingConfig, multi_label: bool, has_validation: bool, task: str = "text_classification") -> str:
-    """The early-stopping metric, checked before any training happens."""
-    if task == "question_answering":
-        allowed, default = QA_MONITORS, "f1"
-    else:
-        allowed, default = (MULTI_LABEL_MONITORS, "micro_f1") if multi_label else (SINGLE_LABEL_MONITORS, "accuracy")
-    name = cfg.early_stopping.metric or default
-    if name not in allowed:
-        raise SpecError(f"training.early_stopping.metric is {name!r}; for this task use one of: {', '.join(allowed)}.")
-    if cfg.early_stopping.patience and not has_validation:
-        raise SpecError("training.early_stopping.patience is set but data.validation is not: early stopping needs validation data.")
-    return name
+EvaluateFn = Callable[[], dict[str, float]]
 
 
 @dataclass
@@ -90,22 +65,32 @@ class _Loop:
     history: list = field(default_factory=list)
 
 
+@dataclass
+class _Window:
+    """Training numbers since the last ``train`` log line."""
+
+    loss: float = 0.0
+    count: int = 0
+    examples: int = 0
+    seconds: float = 0.0
+
+
 def fit(
     model: TrainableModel,
     features: Encoded,
     targets: np.ndarray,
     cfg: TrainingConfig,
     *,
-    multi_label: bool,
-    evaluate: Optional[Callable[[], dict[str, float]]],
+    evaluate: Optional[EvaluateFn],
     log: LogFn,
+    monitor: Monitor = Monitor(),
     pad_id: int = 0,
     fingerprint: str = "",
     observer=None,
-    task: str = "text_classification",
     collective: Optional[Collective] = None,
 ) -> TrainResult:
-    """Fine-tune ``model`` for ``cfg.epochs`` epochs; ``evaluate`` (if any) returns validation metrics.
+    """Fine-tune ``model`` for ``cfg.epochs`` epochs; ``evaluate`` (if any) returns validation
+    metrics, of which ``monitor`` drives best weights and early stopping.
 
     With ``cfg.checkpoint_dir`` set, a checkpoint is written every ``cfg.checkpoint_interval``
     optimizer steps (0: after each epoch), and a run that finds one there (from the same
@@ -119,145 +104,181 @@ def fit(
     of each; only rank 0 evaluates (its early-stopping decision is shared), logs, shows
     progress and writes checkpoints. Every worker must be given the same ``evaluate``-or-None.
     """
-    from bertbridge.core.io import checkpoints
+    trainer = _Trainer(model, features, targets, cfg, evaluate, log, monitor, pad_id, fingerprint, observer, collective)
+    return trainer.run()
 
-    world = collective or SingleProcess()
-    main = world.is_main
-    if not main:
-        log = lambda *args: None  # noqa: E731 - rank 0 logs for the job
-    metric = monitor_metric(cfg, multi_label, evaluate is not None, task)
-    minimize = metric in MINIMIZED
-    patience = cfg.early_stopping.patience
-    keep_best = evaluate is not None and cfg.restore_best
-    rng = np.random.default_rng(cfg.seed)
-    accum = cfg.gradient_accumulation_steps
-    micro_per_epoch = math.ceil(len(features) / cfg.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / accum)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = int(round(total_steps * cfg.warmup_ratio))
 
-    loop = _Loop(epoch_rng=rng.bit_generator.state)
-    best_snapshot: Optional[dict] = None
-    resumed_from = checkpoints.latest(Path(cfg.checkpoint_dir)) if cfg.checkpoint_dir else None
-    if resumed_from is not None:
-        arrays, saved = checkpoints.load(resumed_from)
-        checkpoints.check_fingerprint(resumed_from, saved, fingerprint)
-        model.load_training_state({k: v for k, v in arrays.items() if not k.startswith("best.")})
-        best_arrays = {k[len("best."):]: v for k, v in arrays.items() if k.startswith("best.")}
-        best_snapshot = best_arrays or None
-        loop = _Loop(**{k: v for k, v in saved.items() if k in _Loop.__dataclass_fields__})
-        log({"resumed_from_step": loop.step}, "train", loop.step, loop.step / steps_per_epoch)
-    result = TrainResult(0, 0.0, 0.0, 0, False)
-    stopped = False
-    window_loss, window_count, window_examples, window_seconds = 0.0, 0, 0, 0.0
+def _silent(*args) -> None:
+    """The log of ranks other than 0 (rank 0 logs for the job)."""
 
-    def run_eval() -> bool:
-        """Evaluate, log, track the best; True when early stopping fires."""
-        loop.last_eval_step = loop.step
-        if not main:
-            return world.broadcast_flag(False)
-        stop = evaluate_and_track()
-        return world.broadcast_flag(stop) if world.world_size > 1 else stop
 
-    def evaluate_and_track() -> bool:
-        nonlocal best_snapshot
-        metrics = evaluate()  # type: ignore[misc]
-        loop.final_metrics = dict(metrics)
-        epoch_now = loop.step / steps_per_epoch
-        log({f"eval_{k}": v for k, v in metrics.items()}, "eval", loop.step, epoch_now)
-        if observer is not None:
-            observer.after_eval(loop.step, metrics)
-        loop.history.append({"step": loop.step, "epoch": epoch_now, **metrics})
-        value = metrics[metric]
-        delta = cfg.early_stopping.min_delta
-        if loop.best is None or (value < loop.best - delta if minimize else value > loop.best + delta):
-            loop.best, loop.stale = value, 0
-            loop.best_metrics = dict(metrics)
-            if keep_best:
-                best_snapshot = model.snapshot()
-            return False
-        loop.stale += 1
-        return bool(patience) and loop.stale >= patience
+class _Trainer:
+    def __init__(self, model, features, targets, cfg, evaluate, log, monitor, pad_id, fingerprint, observer, collective):
+        self.model, self.features, self.targets, self.cfg = model, features, targets, cfg
+        self.evaluate, self.monitor, self.pad_id, self.fingerprint, self.observer = evaluate, monitor, pad_id, fingerprint, observer
+        self.world = collective or SingleProcess()
+        self.log = log if self.world.is_main else _silent
+        self.keep_best = evaluate is not None and cfg.restore_best
+        self.schedule = Schedule.for_run(len(features), cfg)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.state = _Loop(epoch_rng=self.rng.bit_generator.state)
+        self.best_snapshot: Optional[dict] = None
+        self.window = _Window()
+        self.bar = None
 
-    def checkpoint() -> None:
-        if not main:
-            return
-        arrays = model.training_state()
-        if best_snapshot is not None:
-            arrays.update({f"best.{k}": v for k, v in best_snapshot.items()})
-        state = {**loop.__dict__, "fingerprint": fingerprint}
-        checkpoints.save(Path(cfg.checkpoint_dir), loop.step, arrays, state)  # type: ignore[arg-type]
+    # -- the run ----------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        self.resume()
+        self.bar = progress.bar(self.schedule.total_steps, "training", unit="step", disable=not self.world.is_main)
+        self.bar.update(self.state.step)
+        if self.observer is not None:
+            self.observer.before_training(self.state.step)
+        try:
+            stopped = self.train_epochs()
+            if self.evaluate is not None and self.state.last_eval_step != self.state.step:
+                self.run_eval()  # the last steps were not evaluated (eval_interval does not divide them)
+        finally:
+            self.bar.close()
+        return self.result(stopped)
 
-    bar = progress.bar(total_steps, "training", unit="step", disable=not main)
-    bar.update(loop.step)
-    if observer is not None:
-        observer.before_training(loop.step)
-    try:
-        while loop.epoch < cfg.epochs and not stopped:
-            rng.bit_generator.state = loop.epoch_rng
-            batches = train_batches(features.lengths, cfg.batch_size, rng, cfg.group_by_length)
-            for start in range(loop.next_group, len(batches), accum):
-                tick = time.perf_counter()
-                group = batches[start : start + accum]
-                group_size = sum(len(b) for b in group)
-                # A worker's share of each batch is padded as the whole batch would be, so that losses that
-                # see padding (the span head's softmax over all positions) match single-process training.
-                parts = [(local, len(local) / group_size, int(features.lengths[b].max()))
-                         for b, local in ((b, shard(b, world)) for b in group) if len(local)]
-                if not parts:  # fewer examples than workers: join the gradient exchange adding nothing
-                    parts = [(group[0][:1], 0.0, None)]
-                for i, (index, weight, width) in enumerate(parts):
-                    with model.no_sync() if i < len(parts) - 1 else contextlib.nullcontext():
-                        loss = model.accumulate(collate(features, index, targets, pad_id, width), weight)
-                    if weight:
-                        window_loss += loss * len(index)
-                        window_count += len(index)
-                model.step(linear_schedule(loop.step, total_steps, warmup, cfg.learning_rate))
-                loop.step += 1
-                loop.next_group = start + accum
-                loop.seen += group_size
-                window_examples += group_size
-                elapsed = time.perf_counter() - tick
-                loop.train_seconds += elapsed
-                window_seconds += elapsed
-                bar.update(1)
-                if observer is not None:
-                    observer.after_step(loop.step)
-                if loop.step % cfg.log_interval == 0 or loop.step == total_steps:
-                    if world.world_size > 1:
-                        window_loss, window_count = world.all_reduce_sum([window_loss, window_count])
-                    log(
-                        {
-                            "train_loss": window_loss / max(1, window_count),
-                            "learning_rate": linear_schedule(loop.step, total_steps, warmup, cfg.learning_rate),
-                            "train_samples_per_s": window_examples / window_seconds if window_seconds > 0 else 0.0,
-                        },
-                        "train",
-                        loop.step,
-                        loop.step / steps_per_epoch,
-                    )
-                    window_loss, window_count, window_examples, window_seconds = 0.0, 0, 0, 0.0
-                if evaluate is not None and cfg.eval_interval and loop.step % cfg.eval_interval == 0:
-                    stopped = run_eval()
-                if stopped:
-                    break
-                if cfg.checkpoint_dir and cfg.checkpoint_interval and loop.step % cfg.checkpoint_interval == 0:
-                    checkpoint()
+    def train_epochs(self) -> bool:
+        """Every remaining epoch; True when early stopping ended the run."""
+        s, cfg = self.state, self.cfg
+        while s.epoch < cfg.epochs:
+            if self.train_epoch():
+                return True
+            stopped = self.run_eval() if self.evaluate is not None and not cfg.eval_interval else False
+            s.epoch, s.next_group, s.epoch_rng = s.epoch + 1, 0, self.rng.bit_generator.state
             if stopped:
-                break
-            if evaluate is not None and not cfg.eval_interval:
-                stopped = run_eval()
-            loop.epoch, loop.next_group, loop.epoch_rng = loop.epoch + 1, 0, rng.bit_generator.state
-            if cfg.checkpoint_dir and not cfg.checkpoint_interval and not stopped:
-                checkpoint()
-        if evaluate is not None and loop.last_eval_step != loop.step:
-            run_eval()  # the last steps were not evaluated (eval_interval does not divide them)
-    finally:
-        bar.close()
-    result.best_metrics, result.final_metrics, result.history = loop.best_metrics, loop.final_metrics, loop.history
-    if keep_best and best_snapshot is not None:  # rank 0 only: it saves the model
-        model.restore(best_snapshot)
-        result.final_metrics = dict(loop.best_metrics)
-    result.steps, result.epochs = loop.step, loop.step / steps_per_epoch
-    result.train_seconds, result.train_examples, result.stopped_early = loop.train_seconds, loop.seen, stopped
-    return result
+                return True
+            if cfg.checkpoint_dir and not cfg.checkpoint_interval:
+                self.checkpoint()
+        return False
+
+    def train_epoch(self) -> bool:
+        """The rest of the current epoch; True when early stopping fired inside it."""
+        s, cfg = self.state, self.cfg
+        accum = cfg.gradient_accumulation_steps
+        self.rng.bit_generator.state = s.epoch_rng
+        batches = train_batches(self.features.lengths, cfg.batch_size, self.rng, cfg.group_by_length)
+        for start in range(s.next_group, len(batches), accum):
+            self.optimizer_step(batches[start : start + accum])
+            s.next_group = start + accum
+            self.maybe_log()
+            if self.evaluate is not None and cfg.eval_interval and s.step % cfg.eval_interval == 0 and self.run_eval():
+                return True
+            if cfg.checkpoint_dir and cfg.checkpoint_interval and s.step % cfg.checkpoint_interval == 0:
+                self.checkpoint()
+        return False
+
+    # -- one optimizer step -------------------------------------------------------------
+    def optimizer_step(self, group: list) -> None:
+        """Accumulate this worker's share of every batch in ``group``, then one optimizer step."""
+        tick = time.perf_counter()
+        group_size = sum(len(b) for b in group)
+        parts = self.micro_batches(group, group_size)
+        for i, (index, weight, width) in enumerate(parts):
+            with self.model.no_sync() if i < len(parts) - 1 else contextlib.nullcontext():
+                loss = self.model.accumulate(collate(self.features, index, self.targets, self.pad_id, width), weight)
+            if weight:
+                self.window.loss += loss * len(index)
+                self.window.count += len(index)
+        s = self.state
+        self.model.step(self.schedule.learning_rate(s.step))
+        s.step += 1
+        s.seen += group_size
+        elapsed = time.perf_counter() - tick
+        s.train_seconds += elapsed
+        self.window.examples += group_size
+        self.window.seconds += elapsed
+        self.bar.update(1)
+        if self.observer is not None:
+            self.observer.after_step(s.step)
+
+    def micro_batches(self, group: list, group_size: int) -> list[tuple[np.ndarray, float, Optional[int]]]:
+        """``(index, loss weight, padded width)`` of this worker's share of each batch. A share is padded
+        as the whole batch would be, so that losses that see padding (the span head's softmax over all
+        positions) match single-process training."""
+        parts = [(local, len(local) / group_size, int(self.features.lengths[b].max()))
+                 for b, local in ((b, shard(b, self.world)) for b in group) if len(local)]
+        if not parts:  # fewer examples than workers: join the gradient exchange adding nothing
+            parts = [(group[0][:1], 0.0, None)]
+        return parts
+
+    def maybe_log(self) -> None:
+        s, w = self.state, self.window
+        if s.step % self.cfg.log_interval and s.step != self.schedule.total_steps:
+            return
+        if self.world.world_size > 1:
+            w.loss, w.count = self.world.all_reduce_sum([w.loss, w.count])
+        self.log(
+            {
+                "train_loss": w.loss / max(1, w.count),
+                "learning_rate": self.schedule.learning_rate(s.step),
+                "train_samples_per_s": w.examples / w.seconds if w.seconds > 0 else 0.0,
+            },
+            "train",
+            s.step,
+            self.schedule.epoch(s.step),
+        )
+        self.window = _Window()
+
+    # -- evaluation and early stopping ----------------------------------------------------
+    def run_eval(self) -> bool:
+        """Evaluate (rank 0), log, track the best; True when early stopping fires (on every rank)."""
+        self.state.last_eval_step = self.state.step
+        if not self.world.is_main:
+            return self.world.broadcast_flag(False)
+        stop = self.evaluate_and_track()
+        return self.world.broadcast_flag(stop) if self.world.world_size > 1 else stop
+
+    def evaluate_and_track(self) -> bool:
+        s, cfg = self.state, self.cfg
+        metrics = self.evaluate()  # type: ignore[misc]
+        s.final_metrics = dict(metrics)
+        epoch = self.schedule.epoch(s.step)
+        self.log({f"eval_{k}": v for k, v in metrics.items()}, "eval", s.step, epoch)
+        if self.observer is not None:
+            self.observer.after_eval(s.step, metrics)
+        s.history.append({"step": s.step, "epoch": epoch, **metrics})
+        value = metrics[self.monitor.name]
+        if self.monitor.improved(value, s.best, cfg.early_stopping.min_delta):
+            s.best, s.stale, s.best_metrics = value, 0, dict(metrics)
+            if self.keep_best:
+                self.best_snapshot = self.model.snapshot()
+            return False
+        s.stale += 1
+        return bool(cfg.early_stopping.patience) and s.stale >= cfg.early_stopping.patience
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        if not self.world.is_main:
+            return
+        arrays = self.model.training_state()
+        if self.best_snapshot is not None:
+            arrays.update({f"best.{k}": v for k, v in self.best_snapshot.items()})
+        state = {**self.state.__dict__, "fingerprint": self.fingerprint}
+        checkpoints.save(Path(self.cfg.checkpoint_dir), self.state.step, arrays, state)  # type: ignore[arg-type]
+
+    def resume(self) -> None:
+        """Continue from the newest checkpoint in ``checkpoint_dir``, if there is one."""
+        found = checkpoints.latest(Path(self.cfg.checkpoint_dir)) if self.cfg.checkpoint_dir else None
+        if found is None:
+            return
+        arrays, saved = checkpoints.load(found)
+        checkpoints.check_fingerprint(found, saved, self.fingerprint)
+        self.model.load_training_state({k: v for k, v in arrays.items() if not k.startswith("best.")})
+        self.best_snapshot = {k[len("best."):]: v for k, v in arrays.items() if k.startswith("best.")} or None
+        self.state = _Loop(**{k: v for k, v in saved.items() if k in _Loop.__dataclass_fields__})
+        self.log({"resumed_from_step": self.state.step}, "train", self.state.step, self.schedule.epoch(self.state.step))
+
+    def result(self, stopped: bool) -> TrainResult:
+        s = self.state
+        final = dict(s.final_metrics)
+        if self.keep_best and self.best_snapshot is not None:  # rank 0 only: it saves the model
+            self.model.restore(self.best_snapshot)
+            final = dict(s.best_metrics)
+        return TrainResult(
+            steps=s.step, epochs=self.schedule.epoch(s.step), train_seconds=s.train_seconds, train_examples=s.seen,
+            stopped_early=stopped, best_metrics=s.best_metrics, final_metrics=final, history=s.history,
+        )

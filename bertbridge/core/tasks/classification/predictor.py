@@ -7,7 +7,6 @@ request with the same response shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -15,13 +14,14 @@ import numpy as np
 
 from bertbridge.core.backend import InferenceModel
 from bertbridge.core.data.labels import LabelMap
-from bertbridge.core.data.readers import Example, infer_format, read_examples, texts_of
 from bertbridge.core.errors import DataError
 from bertbridge.core.io import progress
-from bertbridge.core.io.artifacts import Manifest, atomic_directory, library_versions, now_iso, write_manifest
+from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.serving import protocol as serving
 from bertbridge.core.spec import DataConfig
+from bertbridge.core.tasks.classification.data import Split, read_split
 from bertbridge.core.tasks.classification.metrics import classification_metrics, multilabel_metrics
+from bertbridge.core.tasks.saving import save_model_folder
 from bertbridge.core.text.batching import collate, eval_batches
 from bertbridge.core.text.tokenize import Encoded, TextEncoder
 
@@ -39,63 +39,6 @@ def mean_loss(logits: np.ndarray, targets: np.ndarray, multi_label: bool) -> flo
     shifted = logits - logits.max(axis=-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     return float(-log_probs[np.arange(len(targets)), targets].mean())
-
-
-@dataclass
-class Split:
-    """A tokenized data file."""
-
-    path: str
-    examples: list[Example]
-    features: Encoded
-    targets: Optional[np.ndarray]
-
-
-def read_split(
-    path: Union[str, Path],
-    cfg: DataConfig,
-    encoder: TextEncoder,
-    label_map: LabelMap,
-    *,
-    max_length: int,
-    multi_label: bool,
-    require_labels: bool = True,
-    examples: Optional[list[Example]] = None,
-) -> Split:
-    """Read (unless ``examples`` are given), encode labels and tokenize one data file;
-    TFRecord shards (already tokenized) are read as they are."""
-    if examples is None and infer_format(path, cfg.format) == "tfrecord":
-        return _read_record_split(path, encoder, label_map, max_length, multi_label, require_labels)
-    if examples is None:
-        examples = read_examples(path, cfg, multi_label=multi_label, require_labels=require_labels)
-    targets = label_map.encode(examples, str(path), multi_label) if require_labels else None
-    texts, pairs = texts_of(examples)
-    return Split(str(path), examples, encoder.encode(texts, pairs, max_length=max_length), targets)
-
-
-def _read_record_split(path, encoder: TextEncoder, label_map: LabelMap, max_length: int, multi_label: bool, require_labels: bool) -> Split:
-    from bertbridge.core.data import tfrecord
-
-    meta = tfrecord.read_metadata(Path(path))
-    if meta.get("tokenizer") and meta["tokenizer"] != encoder.fingerprint:
-        raise DataError(
-            f"{path}: these shards were tokenized with another vocabulary ({meta.get('model', 'unknown model')}) "
-            "than this model's. Re-export them with this model: bertbridge export-tfrecord SPEC."
-        )
-    if meta.get("labels") and tuple(meta["labels"]) != label_map.labels:
-        raise DataError(
-            f"{path}: the shards' labels ({', '.join(meta['labels'])}) differ from the task's ({', '.join(label_map.labels)}); "
-            "label indices would mean different things. Set data.labels to the shards' labels or re-export."
-        )
-    for key, expected in (("multi_label", multi_label),):
-        if key in meta and bool(meta[key]) != expected:
-            raise DataError(f"{path}: the shards were exported with {key}={meta[key]}, but the task has {key}={expected}. Re-export them with this spec.")
-    records = tfrecord.read_split(Path(path), len(label_map), multi_label=multi_label, max_length=max_length, require_labels=require_labels)
-    vocab = encoder.vocab_size
-    for i, ids in enumerate(records.features.input_ids):
-        if len(ids) and int(ids.max()) >= vocab:
-            raise DataError(f"{path}: record {i} has token id {int(ids.max())}, outside this model's vocabulary of {vocab}. Re-export the shards with this model.")
-    return Split(str(path), [], records.features, records.targets)
 
 
 class TextClassifier:
@@ -219,34 +162,6 @@ class TextClassifier:
     def normalize_request(self, items: list) -> list:
         """Request items as texts or (text, text_pair) tuples; :class:`serving.RequestError` otherwise."""
         return serving.normalize_inputs(items, self.manifest.text_pair)
-
-
-def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Optional[dict[str, float]]) -> Path:
-    """Write ``predictor``'s model, tokenizer and manifest (with ``metrics``) atomically to ``directory``;
-    updates its ``manifest`` and ``path``."""
-    manifest = replace(
-        predictor.manifest,
-        metrics=dict(metrics if metrics is not None else predictor.manifest.metrics),
-        versions=library_versions(_framework_distributions(predictor.manifest.backend)),
-        created=now_iso(),
-    )
-    with atomic_directory(Path(directory)) as staging:
-        predictor.model.save(staging)
-        predictor.encoder.save(staging)
-        write_manifest(staging, manifest)
-    predictor.manifest = manifest
-    predictor.path = Path(directory).resolve()
-    return predictor.path
-
-
-def _framework_distributions(backend_name: str) -> tuple[str, ...]:
-    from bertbridge.core.plugins.registry import backends
-
-    try:
-        backend = backends().get(backend_name)
-    except Exception:
-        return ()
-    return (*backend.distributions, "transformers", "safetensors")
 
 
 def _data_kwargs(saved: dict) -> dict:

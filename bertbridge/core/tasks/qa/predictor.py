@@ -30,6 +30,7 @@ from bertbridge.core.tasks.qa.metrics import evaluate as squad_evaluate
 from bertbridge.core.tasks.qa.metrics import write_predictions
 from bertbridge.core.tasks.qa.postprocess import Prediction, postprocess
 from bertbridge.core.tasks.qa.squad import QAExample, SquadSet, examples_from_pairs, read_squad
+from bertbridge.core.tasks.saving import save_model_folder
 from bertbridge.core.text.batching import collate, eval_batches
 from bertbridge.core.text.tokenize import TextEncoder
 
@@ -168,8 +169,6 @@ class QuestionAnswerer:
     # -- persistence ------------------------------------------------------------
     def save(self, directory: Union[str, Path], *, metrics: Optional[dict[str, float]] = None) -> Path:
         """Write the model folder atomically and return its path."""
-        from bertbridge.core.tasks.classification.predictor import save_model_folder
-
         return save_model_folder(self, directory, metrics)
 
 

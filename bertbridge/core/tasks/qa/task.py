@@ -1,0 +1,98 @@
+"""``question_answering``: what differs from other tasks (see :class:`bertbridge.core.task.Task`).
+
+Data: SQuAD v1.1/v2.0 JSON. Each training window is one example (a long context gives
+several), labelled with the answer's start and end token, or [CLS] when the answer is not
+inside it (or the question has none). Head: ``span``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from bertbridge.core.backend import ModelSetup
+from bertbridge.core.errors import DataError
+from bertbridge.core.io.artifacts import Manifest
+from bertbridge.core.serving.protocol import qa_prediction
+from bertbridge.core.spec import TaskSpec
+from bertbridge.core.task import Task, TaskData
+from bertbridge.core.tasks.qa.features import check_window_settings
+from bertbridge.core.tasks.qa.predictor import QuestionAnswerer, probability
+from bertbridge.core.tasks.qa.squad import read_squad
+from bertbridge.core.text.tokenize import TextEncoder
+
+MONITORS = ("f1", "exact", "HasAns_f1", "loss")
+SPAN_LABELS = {0: "start", 1: "end"}
+
+
+class QuestionAnsweringTask(Task):
+    name = "question_answering"
+    summary = "extractive answers to questions about a context; SQuAD v1.1/v2.0 JSON data"
+    train_hint = "a SQuAD-format JSON file (v1.1 or v2.0)"
+    head = "span"
+
+    def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
+        return MONITORS
+
+    def check_spec(self, spec: TaskSpec) -> None:
+        super().check_spec(spec)
+        check_window_settings(spec.training.max_seq_length, spec.task.doc_stride, spec.task.max_question_length)
+
+    # -- training data ---------------------------------------------------------------
+    def read_data(self, spec: TaskSpec, encoder: TextEncoder, backend: str) -> TaskData:
+        """Every split read and windowed before the model is built, so a bad question fails in seconds."""
+        task = spec.task
+        settings = {"doc_stride": task.doc_stride, "max_question_length": task.max_question_length,
+                    "max_answer_length": task.max_answer_length, "n_best": task.n_best,
+                    "null_threshold": task.null_threshold, "v2": False}
+        manifest = Manifest(task=self.name, labels=(), backend=backend, max_seq_length=spec.training.max_seq_length,
+                            lowercase=encoder.lowercase, base_model=spec.model.name, data={"format": "squad"}, qa=settings)
+        reader = QuestionAnswerer(None, encoder, manifest, batch_size=spec.training.eval_batch_size)  # type: ignore[arg-type]
+        train, validation, test = (reader.read_split(p) if p else None
+                                   for p in (spec.data.train, spec.data.validation, spec.data.test))
+        v2 = any(s.squad.v2 for s in (train, validation, test) if s is not None)
+        manifest = Manifest(**{**manifest.__dict__, "qa": {**settings, "v2": v2}})
+        setup = ModelSetup(num_labels=2, multi_label=False, id2label=SPAN_LABELS, seed=spec.training.seed,
+                           mixed_precision=spec.training.mixed_precision, weight_decay=spec.training.weight_decay,
+                           max_grad_norm=spec.training.max_grad_norm, head=self.head)
+        return TaskData(manifest, setup, train, validation, test, metrics={"train_windows": float(len(train.features))})
+
+    # -- saved models ------------------------------------------------------------------
+    def model_setup(self, manifest: Manifest) -> ModelSetup:
+        return ModelSetup(num_labels=2, multi_label=False, id2label=SPAN_LABELS, seed=0, head=self.head)
+
+    def predictor(self, model, encoder: TextEncoder, manifest: Manifest, *, batch_size: int) -> QuestionAnswerer:
+        return QuestionAnswerer(model, encoder, manifest, batch_size=batch_size)
+
+    # -- command line ------------------------------------------------------------------
+    def cli_evaluate(self, predictor: QuestionAnswerer, data: str, predictions_out: Optional[str]) -> dict[str, float]:
+        return predictor.evaluate(data, predictions_out=predictions_out)
+
+    def cli_predict(self, predictor: QuestionAnswerer, args: Any) -> list[dict[str, Any]]:
+        """Rows for ``--question/--context``, a jsonl of ``{question, context}``, or a SQuAD file (by id)."""
+        if args.text or args.text_pair:
+            raise DataError("this model answers questions: use --question Q --context C (or --input squad.json).")
+        if args.question:
+            if not args.context or len(args.context) != len(args.question):
+                raise DataError(f"got {len(args.question)} --question but {len(args.context or [])} --context; "
+                                "give one --context per --question.")
+            pairs = list(zip(args.question, args.context))
+            return [{"question": q, **r} for (q, _), r in zip(pairs, predictor.predict(pairs))]
+        if str(args.input).lower().endswith(".jsonl"):
+            items = _read_jsonl(args.input)
+            return [{"line": i + 1, **r} for i, r in enumerate(predictor.predict(items))]
+        squad = read_squad(args.input, require_answers=False)
+        predictions = predictor.answer(squad.examples, show_progress=len(squad.examples) > 100)
+        return [{"id": p.id, **qa_prediction(p.text, probability(p), p.start, p.end)} for p in predictions]
+
+
+def _read_jsonl(path: str) -> list:
+    items = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}, line {n}: invalid JSON ({exc.msg}); one {{question, context}} object per line.") from None
+    return items
