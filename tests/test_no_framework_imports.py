@@ -22,9 +22,28 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "bertbridge" / "core").glob("*.py")), ids=lambda p: p.name)
+CORE_MODULES = sorted((ROOT / "bertbridge" / "core").rglob("*.py"))
+
+
+def test_the_walk_reaches_the_sub_packages():
+    assert {p.parent.name for p in CORE_MODULES} >= {"core", "tasks", "classification", "qa", "training", "serving", "io"}
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: str(p.relative_to(ROOT / "bertbridge" / "core")))
 def test_core_module_has_no_framework_import(path):
     assert not (_imported_roots(path) & set(FRAMEWORKS))
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: str(p.relative_to(ROOT / "bertbridge" / "core")))
+def test_smdebug_is_imported_only_inside_the_functions_that_need_it(path):
+    """The debugger extra is optional: a core module may import smdebug in a function, never at module level."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    inside = {id(n) for f in functions for n in ast.walk(f)}
+    top = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in inside]
+    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
+    assert not [n for n in names if n.split(".")[0] == "smdebug"]
 
 
 @pytest.mark.parametrize("backend", ["pytorch", "tensorflow", "mxnet", "onnx"])

@@ -194,7 +194,7 @@ def test_deploy_model_folder(aws_deploy, numpy_model_dir, tmp_path):
     session.client("s3").download_file(bucket, key, str(tarball))
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
-    assert {"bertbridge.json", "model.safetensors", "code/inference.py", "code/bertbridge/core/handlers.py"} <= names
+    assert {"bertbridge.json", "model.safetensors", "code/inference.py", "code/bertbridge/core/serving/handlers.py"} <= names
 
 
 def test_deploy_tarball_and_s3_uri(aws_deploy, numpy_model_dir, tmp_path, capsys):

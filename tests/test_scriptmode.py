@@ -119,7 +119,7 @@ def test_run_local_pytorch_file_mode_packs_a_servable_tarball(spec_file, tmp_pat
     body, _ = handlers.output_fn(handlers.predict_fn(handlers.input_fn(json.dumps(texts), "application/json"), model), None)
     assert [p["label"] for p in json.loads(body)["predictions"]] == ["positive", "negative"]
     # bertbridge travels in code/ (with its entry points), so the container needs no bertbridge install
-    assert {"code/bertbridge/core/handlers.py", "code/requirements.txt"} <= set(names)
+    assert {"code/bertbridge/core/serving/handlers.py", "code/requirements.txt"} <= set(names)
     assert any(n.startswith("code/bertbridge-") and n.endswith(".dist-info/entry_points.txt") for n in names)
     _answers_through_docker_serve_script(tmp_path / "served", texts, ["positive", "negative"])
 

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -27,7 +28,7 @@ CORE_REQUIREMENTS = ("numpy", "tokenizers>=0.19", "pluggy>=1.3", "PyYAML>=6.0", 
 
 def vendor_package(folder: Path) -> None:
     """Copy the bertbridge package and a minimal ``.dist-info`` (entry points) into ``folder``."""
-    package = Path(__file__).resolve().parent.parent
+    package = Path(list(importlib.util.find_spec("bertbridge").submodule_search_locations)[0])  # type: ignore[union-attr]
     shutil.copytree(package, folder / "bertbridge", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = importlib.metadata.distribution("bertbridge")
     info = folder / f"bertbridge-{dist.version}.dist-info"

@@ -18,7 +18,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
 
 import pluggy
 
@@ -27,6 +27,7 @@ from bertbridge.core.backend import Backend
 from bertbridge.core.errors import BackendError, ModelNotFoundError, UnknownBackendError, UnknownTaskError
 from bertbridge.core.task import Task
 
+T = TypeVar("T")
 ENTRY_POINT_GROUP = "bertbridge.backends"
 TASK_ENTRY_POINT_GROUP = "bertbridge.tasks"
 GROUPS = (ENTRY_POINT_GROUP, TASK_ENTRY_POINT_GROUP)
@@ -35,9 +36,7 @@ DEFAULT_BACKEND = "pytorch"
 
 _lock = threading.RLock()  # reentrant: a plugin hook may itself look up models or backends
 _pm: Optional[pluggy.PluginManager] = None
-_backends: Optional["BackendRegistry"] = None
-_tasks: Optional["TaskRegistry"] = None
-_models: Optional["ModelRegistry"] = None
+_registries: dict[str, Any] = {}  # by the hook that fills them
 _broken_entry_points: dict[str, list["BrokenPlugin"]] = {}
 
 
@@ -50,90 +49,68 @@ class BrokenPlugin:
     error: str
 
 
-class BackendRegistry:
+class _NamedRegistry(Generic[T]):
+    """Plugin-provided objects by their ``name``: the shared half of the task and backend registries."""
+
+    kind: str  # "backend", "task": for messages
+    item_type: type
+    unknown: type  # the error for a name nobody registered
+
+    def __init__(self) -> None:
+        self._items: dict[str, T] = {}
+        self.broken: list[BrokenPlugin] = []
+
+    def add(self, item: T) -> None:
+        if not isinstance(item, self.item_type):
+            raise TypeError(f"registry.add expects a bertbridge {self.item_type.__name__} instance, got {item!r}")
+        if item.name in self._items:
+            raise BackendError(
+                f"two plugins register a {self.kind} named {item.name!r} "
+                f"({type(self._items[item.name]).__module__} and {type(item).__module__}); uninstall one of them."
+            )
+        self._items[item.name] = item
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items[n] for n in self.names())
+
+    def get(self, name: str) -> T:
+        if name in self._items:
+            return self._items[name]
+        broken = [b for b in self.broken if b.name == name]
+        if broken:
+            raise self.unknown(
+                f"{self.kind} {name!r} is installed but its plugin {broken[0].value} failed to load: {broken[0].error}. "
+                "Reinstall or upgrade that package."
+            )
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        raise self.unknown(self._invalid(name, f" Did you mean {close[0]!r}?" if close else ""))
+
+    def _invalid(self, name: str, hint: str) -> str:
+        raise NotImplementedError
+
+
+class BackendRegistry(_NamedRegistry[Backend]):
     """Backends by name. Plugins call :meth:`add` from ``bertbridge_register_backends``."""
 
-    def __init__(self) -> None:
-        self._backends: dict[str, Backend] = {}
-        self.broken: list[BrokenPlugin] = []
+    kind, item_type, unknown = "backend", Backend, UnknownBackendError
 
-    def add(self, backend: Backend) -> None:
-        if not isinstance(backend, Backend):
-            raise TypeError(f"registry.add expects a bertbridge Backend instance, got {backend!r}")
-        if backend.name in self._backends:
-            raise BackendError(
-                f"two plugins register a backend named {backend.name!r} "
-                f"({type(self._backends[backend.name]).__module__} and {type(backend).__module__}); "
-                "uninstall one of them."
-            )
-        self._backends[backend.name] = backend
-
-    def names(self) -> list[str]:
-        return sorted(self._backends)
-
-    def __iter__(self) -> Iterator[Backend]:
-        return iter(self._backends[n] for n in self.names())
-
-    def get(self, name: str) -> Backend:
-        try:
-            return self._backends[name]
-        except KeyError:
-            pass
-        close = difflib.get_close_matches(name, self.names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        broken = [b for b in self.broken if b.name == name]
-        if broken:
-            raise UnknownBackendError(
-                f"backend {name!r} is installed but its plugin {broken[0].value} failed to load: {broken[0].error}. "
-                "Reinstall or upgrade that package."
-            )
-        raise UnknownBackendError(
-            f"invalid backend name {name!r}; available: {', '.join(self.names()) or 'none'}.{hint} "
-            f"Set it with --backend, the spec's 'backend' field or {ENV_VAR}."
-        )
+    def _invalid(self, name: str, hint: str) -> str:
+        return (f"invalid backend name {name!r}; available: {', '.join(self.names()) or 'none'}.{hint} "
+                f"Set it with --backend, the spec's 'backend' field or {ENV_VAR}.")
 
 
-class TaskRegistry:
+class TaskRegistry(_NamedRegistry[Task]):
     """Tasks by name (the spec's ``task.type``). Plugins call :meth:`add` from ``bertbridge_register_tasks``."""
 
-    def __init__(self) -> None:
-        self._tasks: dict[str, Task] = {}
-        self.broken: list[BrokenPlugin] = []
+    kind, item_type, unknown = "task", Task, UnknownTaskError
 
-    def add(self, task: Task) -> None:
-        if not isinstance(task, Task):
-            raise TypeError(f"registry.add expects a bertbridge Task instance, got {task!r}")
-        if task.name in self._tasks:
-            raise BackendError(
-                f"two plugins register a task named {task.name!r} "
-                f"({type(self._tasks[task.name]).__module__} and {type(task).__module__}); uninstall one of them."
-            )
-        self._tasks[task.name] = task
-
-    def names(self) -> list[str]:
-        return sorted(self._tasks)
-
-    def __iter__(self) -> Iterator[Task]:
-        return iter(self._tasks[n] for n in self.names())
-
-    def get(self, name: str) -> Task:
-        try:
-            return self._tasks[name]
-        except KeyError:
-            pass
-        broken = [b for b in self.broken if b.name == name]
-        if broken:
-            raise UnknownTaskError(
-                f"task {name!r} is installed but its plugin {broken[0].value} failed to load: {broken[0].error}. "
-                "Reinstall or upgrade that package."
-            )
-        close = difflib.get_close_matches(name, self.names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        where = "" if self._tasks else " (no task plugin is installed: is bertbridge itself installed, e.g. pip install -e .?)"
-        raise UnknownTaskError(
-            f"invalid task type {name!r}; available: {', '.join(self.names()) or 'none'}{where}.{hint} "
-            "Set task.type in the spec to one of them."
-        )
+    def _invalid(self, name: str, hint: str) -> str:
+        where = "" if self._items else " (no task plugin is installed: is bertbridge itself installed, e.g. pip install -e .?)"
+        return (f"invalid task type {name!r}; available: {', '.join(self.names()) or 'none'}{where}.{hint} "
+                "Set task.type in the spec to one of them.")
 
 
 @dataclass(frozen=True)
@@ -215,50 +192,41 @@ def _call_each(hook, registry, broken: list) -> None:
             broken.append(BrokenPlugin(name, impl.plugin_name, f"{type(exc).__name__}: {exc}"))
 
 
-def backends() -> BackendRegistry:
-    """The backend registry, filled from entry points on first use."""
-    global _backends
+def _filled(make: Callable[[], Any], hook: str, group: Optional[str] = None) -> Any:
+    """The registry ``make`` builds, filled once by every plugin's ``hook`` (plus the entry points of
+    ``group`` that failed to load, listed as broken)."""
     pm = plugin_manager()
     with _lock:
-        if _backends is None:
-            registry = BackendRegistry()
-            registry.broken.extend(_broken_entry_points.get(ENTRY_POINT_GROUP, ()))
-            _call_each(pm.hook.bertbridge_register_backends, registry, registry.broken)
-            _backends = registry
-        return _backends
+        if hook not in _registries:
+            registry = make()
+            registry.broken.extend(_broken_entry_points.get(group, ()) if group else ())
+            _call_each(getattr(pm.hook, hook), registry, registry.broken)
+            _registries[hook] = registry
+        return _registries[hook]
+
+
+def backends() -> BackendRegistry:
+    """The backend registry, filled from entry points on first use."""
+    return _filled(BackendRegistry, "bertbridge_register_backends", ENTRY_POINT_GROUP)
 
 
 def tasks() -> TaskRegistry:
     """The task registry, filled from entry points on first use."""
-    global _tasks
-    pm = plugin_manager()
-    with _lock:
-        if _tasks is None:
-            registry = TaskRegistry()
-            registry.broken.extend(_broken_entry_points.get(TASK_ENTRY_POINT_GROUP, ()))
-            _call_each(pm.hook.bertbridge_register_tasks, registry, registry.broken)
-            _tasks = registry
-        return _tasks
+    return _filled(TaskRegistry, "bertbridge_register_tasks", TASK_ENTRY_POINT_GROUP)
 
 
 def models() -> ModelRegistry:
     """The model-alias registry, filled by plugins on first use."""
-    global _models
-    pm = plugin_manager()
-    with _lock:
-        if _models is None:
-            registry = ModelRegistry()
-            _call_each(pm.hook.bertbridge_register_models, registry, registry.broken)
-            _models = registry
-        return _models
+    return _filled(ModelRegistry, "bertbridge_register_models")
 
 
 def reset() -> None:
     """Forget plugins and registries so the next use rebuilds them (for tests and
     for picking up packages installed after the first lookup)."""
-    global _pm, _backends, _tasks, _models
+    global _pm
     with _lock:
-        _pm = _backends = _tasks = _models = None
+        _pm = None
+        _registries.clear()
 
 
 def backend_name(explicit: Optional[str] = None, spec_value: Optional[str] = None) -> str:
