@@ -33,7 +33,7 @@ setup(
     ],
     extras_require={
         # install torch first (pip install torch==X) to choose its CPU/CUDA build
-        "pytorch": ["torch>=2.2", "transformers>=4.57"],
+        "pytorch": ["torch>=2.6", "transformers>=4.57"],
         "tensorflow": ["tensorflow>=2.16"],
         # MXNet 1.9 needs numpy<2: a separate environment (make mxnet-env), see README
         "mxnet": ["mxnet==1.9.1", "gluonnlp==0.10.0", "numpy<2"],

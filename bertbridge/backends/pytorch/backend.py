@@ -17,6 +17,9 @@ class PyTorchBackend(Backend):
     heads = ("sequence", "span")
     exports = ("torchscript", "onnx")
     sagemaker_image = {"framework": "pytorch", "version": "2.3", "py_version": "py311"}
+    # The backend runs on transformers 4.57+ and 5.x, but transformers 5 needs torch>=2.6 (with an older
+    # torch it imports with PyTorch disabled) and this image has torch 2.3: keep the job on 4.57.x
+    # until the image moves to PyTorch 2.6+ (SageMaker's 2.6 images are py312).
     sagemaker_requirements = ("transformers>=4.57,<5",)
     distributed_engine = "DistributedDataParallel over gloo (NCCL on GPUs), launched with torchrun's environment"
 

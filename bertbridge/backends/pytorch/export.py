@@ -9,6 +9,7 @@ and lengths than it was traced with; a difference over 1e-4 fails the export.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError
 from bertbridge.core.io.artifacts import Manifest, atomic_directory, copy_files
 
-from .model import TorchClassifier
+from .model import TorchClassifier, _quiet_transformers
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -59,13 +60,24 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
         copy_files(Path(artifact_dir), staging)
         path = staging / FILES[fmt]
         args = tuple(torch.from_numpy(example[k]) for k in INPUTS)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
             if fmt == "torchscript":
-                torch.jit.trace(module, args, strict=False).save(str(path))
+                # transformers 5 no longer tests TorchScript (nor does it guarantee it): _verify below is
+                # what vouches for the file. Its notices while tracing are known to be harmless: the mask
+                # helper's "padding length > 0" test (always False for an encoder without a cache), and
+                # the deprecated or unused properties (is_gradient_checkpointing, loss_function) that the
+                # tracer reads while walking the module.
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"transformers\.masking_utils")
+                warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+                with _quiet_transformers():
+                    torch.jit.trace(module, args, strict=False).save(str(path))
             else:
+                # dynamic_shapes (torch.export's form; dynamic_axes is only translated to it, with warnings);
+                # the logits' batch axis follows from the inputs'.
+                batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
                 torch.onnx.export(
                     module, args, str(path), input_names=list(INPUTS), output_names=["logits"],
-                    dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in INPUTS}, "logits": {0: "batch"}},
+                    dynamic_shapes={k: {0: batch, 1: sequence} for k in INPUTS},
                     opset_version=18, dynamo=True, verbose=False,
                 )
         _verify(fmt, path, module, vocab)

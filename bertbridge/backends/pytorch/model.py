@@ -11,16 +11,17 @@ from typing import Any
 import numpy as np
 
 if "transformers" not in sys.modules:
-    # transformers imports TensorFlow whenever it is installed (image utilities); this backend
-    # needs only torch, so keep TF out of the process unless the user asked for it.
+    # transformers 4.x imports TensorFlow whenever it is installed (image utilities); this backend
+    # needs only torch, so keep TF out of the process unless the user asked for it (5.x has no TF code).
     os.environ.setdefault("USE_TF", "0")
 
 import torch  # noqa: E402
+import transformers  # noqa: E402
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoModelForSequenceClassification  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
-from bertbridge.core.errors import ArtifactError  # noqa: E402
+from bertbridge.core.errors import ArtifactError, NotSupportedError  # noqa: E402
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
@@ -30,15 +31,49 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# transformers 5 dropped BERT's relative position embeddings and head pruning, and loads weights
+# in the checkpoint's dtype unless told otherwise (4.x: always float32).
+_TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+
+
 @contextlib.contextmanager
 def _quiet_transformers():
-    """Hide "newly initialized classifier weights" notices: a fresh head is the point of fine-tuning."""
+    """Hide "newly initialized classifier weights" notices (a fresh head is the point of fine-tuning)
+    and transformers 5's per-call "Loading weights" / "Writing model shards" progress bars."""
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    if bars:
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
+        if bars:
+            hf_logging.enable_progress_bar()
         hf_logging.set_verbosity(level)
+
+
+def _config(folder: Path):
+    with _quiet_transformers():  # e.g. "`torch_dtype` is deprecated" about a hub checkpoint's config.json
+        return AutoConfig.from_pretrained(folder)
+
+
+def _check_supported(folder: Path, config) -> None:
+    """transformers 5 would load these BERT variants without error but compute something else."""
+    if not _TRANSFORMERS_5:
+        return
+    position = getattr(config, "position_embedding_type", None) or "absolute"
+    if position != "absolute":
+        raise NotSupportedError(
+            f"{folder}: position_embedding_type {position!r}; transformers {transformers.__version__} implements only "
+            "'absolute' for BERT (relative position embeddings were removed in transformers 5). "
+            "Use transformers>=4.57,<5 for this model."
+        )
+    if getattr(config, "pruned_heads", None):
+        raise NotSupportedError(
+            f"{folder}: config.json lists pruned attention heads, which transformers {transformers.__version__} "
+            "cannot build (head pruning was removed in transformers 5). Use transformers>=4.57,<5 for this model."
+        )
 
 
 _MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "span": AutoModelForQuestionAnswering}
@@ -46,11 +81,16 @@ _HEAD_LAYER = {"sequence": "classifier", "span": "qa_outputs"}
 
 
 def _load(folder: Path, config, attention: str = "sdpa", head: str = "sequence", **kwargs) -> torch.nn.Module:
-    """``from_pretrained`` from safetensors only; damaged files become a clear ArtifactError."""
+    """``from_pretrained`` from safetensors only; damaged files become a clear ArtifactError.
+
+    Always float32 (transformers 5 would keep a float16/bfloat16 checkpoint in half precision;
+    mixed precision is autocast's job) and an explicit attention implementation, so the numbers
+    do not follow a library default."""
+    _check_supported(folder, config)
     try:
         with _quiet_transformers():
             return _MODEL_CLASSES[head].from_pretrained(
-                folder, config=config, use_safetensors=True, attn_implementation=attention, **kwargs
+                folder, config=config, use_safetensors=True, attn_implementation=attention, dtype=torch.float32, **kwargs
             )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ArtifactError(
@@ -87,16 +127,16 @@ class TorchClassifier(TrainableModel):
     @classmethod
     def from_pretrained(cls, folder: Path, setup: ModelSetup) -> "TorchClassifier":
         torch.manual_seed(setup.seed)
+        # Set after loading, in the order transformers 4.x applied these keyword arguments (passing
+        # num_labels to AutoConfig makes transformers 5 warn when the folder has another label map).
+        config = _config(folder)
         if setup.head == "span":
-            config = AutoConfig.from_pretrained(folder, num_labels=2)
+            config.num_labels = 2
         else:
-            config = AutoConfig.from_pretrained(
-                folder,
-                num_labels=setup.num_labels,
-                id2label={int(k): v for k, v in setup.id2label.items()},
-                label2id={v: int(k) for k, v in setup.id2label.items()},
-                problem_type=_problem_type(setup),
-            )
+            config.num_labels = setup.num_labels
+            config.id2label = {int(k): v for k, v in setup.id2label.items()}
+            config.label2id = {v: int(k) for k, v in setup.id2label.items()}
+            config.problem_type = _problem_type(setup)
         model = _load(folder, config, head=setup.head, ignore_mismatched_sizes=True)
         # Always a fresh head, even when starting from a fine-tuned model (as every backend does).
         layer = getattr(model, _HEAD_LAYER[setup.head])
@@ -106,7 +146,7 @@ class TorchClassifier(TrainableModel):
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup, attention: str = "sdpa") -> "TorchClassifier":
-        config = AutoConfig.from_pretrained(folder)
+        config = _config(folder)
         if setup.head == "span":
             if not any(a.endswith("ForQuestionAnswering") for a in (config.architectures or [])):
                 raise ArtifactError(f"{folder}: config.json describes {config.architectures}, not a question-answering "
@@ -225,4 +265,10 @@ class TorchClassifier(TrainableModel):
             torch.cuda.set_rng_state(torch.from_numpy(np.array(state["rng.cuda"], dtype=np.uint8)), self.device)
 
     def save(self, directory: Path) -> None:
-        self.model.save_pretrained(directory, safe_serialization=True)
+        # transformers 5 always writes safetensors (4.x: safe_serialization, True by default), and by
+        # default writes the checkpoint's own names back (e.g. LayerNorm.gamma/.beta of the original
+        # bert-base checkpoints): save_original_format=False keeps 4.x's names (LayerNorm.weight/.bias),
+        # which core's weight reader, the other backends and older transformers expect.
+        options = {"save_original_format": False} if _TRANSFORMERS_5 else {"safe_serialization": True}
+        with _quiet_transformers():
+            self.model.save_pretrained(directory, **options)

@@ -34,14 +34,11 @@ class QuestionAnsweringTask(Task):
     def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
         return MONITORS
 
-    def check_spec(self, spec: TaskSpec) -> None:
-        super().check_spec(spec)
-        check_window_settings(spec.training.max_seq_length, spec.task.doc_stride, spec.task.max_question_length)
-
     # -- training data ---------------------------------------------------------------
     def read_data(self, spec: TaskSpec, encoder: TextEncoder, backend: str) -> TaskData:
         """Every split read and windowed before the model is built, so a bad question fails in seconds."""
         task = spec.task
+        check_window_settings(spec.training.max_seq_length, task.doc_stride, task.max_question_length)
         settings = {"doc_stride": task.doc_stride, "max_question_length": task.max_question_length,
                     "max_answer_length": task.max_answer_length, "n_best": task.n_best,
                     "null_threshold": task.null_threshold, "v2": False}
