@@ -205,3 +205,43 @@ def test_a_backend_without_the_tasks_head_refuses_it(negation_plugin):
     assert onnx.heads == () and not onnx.supports("negation", "sequence")
     with pytest.raises(NotSupportedError, match="backend 'onnx' cannot do 'negation'"):
         onnx.ensure_supports("negation", registry.tasks().get("negation").head)
+
+
+def test_one_module_may_serve_both_entry_point_groups(tmp_path, monkeypatch):
+    """A backend package that also adds a task lists its plugin module under both groups."""
+    info = tmp_path / "bertbridge_both-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bertbridge_both\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[bertbridge.backends]\nboth = bb_both\n\n[bertbridge.tasks]\nboth_task = bb_both\n")
+    (tmp_path / "bb_both.py").write_text(textwrap.dedent('''
+        from bertbridge.core.backend import Backend
+        from bertbridge.core.hookspecs import hookimpl
+        from bertbridge.core.task import Task
+
+
+        class BothBackend(Backend):
+            name, extra, requires, distributions, heads = "both", "both", (), (), ("sequence",)
+
+
+        class BothTask(Task):
+            name = "both_task"
+            monitors = read_data = model_setup = predictor = lambda self, *a, **k: None
+
+
+        @hookimpl
+        def bertbridge_register_backends(registry):
+            registry.add(BothBackend())
+
+
+        @hookimpl
+        def bertbridge_register_tasks(registry):
+            registry.add(BothTask())
+        '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.reset()
+    try:
+        assert "both_task" in registry.tasks().names() and registry.tasks().broken == []
+        assert "both" in registry.backends().names() and registry.backends().broken == []
+        assert registry.backends().get("both").supports("both_task", registry.tasks().get("both_task").head)
+    finally:
+        sys.modules.pop("bb_both", None)

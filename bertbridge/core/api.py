@@ -34,16 +34,20 @@ SpecLike = Union[TaskSpec, Mapping[str, Any], str, os.PathLike]
 def load_spec(spec: SpecLike, overrides: Sequence[str] = ()) -> TaskSpec:
     """A validated :class:`TaskSpec` from a spec object, a dict or a YAML/JSON path; its
     ``task.type`` must be a registered task, which checks its own fields."""
-    if isinstance(spec, TaskSpec):
-        loaded = spec.with_overrides(overrides) if overrides else spec
-    elif isinstance(spec, Mapping):
-        loaded = TaskSpec.from_dict(apply_overrides(spec, overrides))
-    elif isinstance(spec, (str, os.PathLike)):
-        loaded = TaskSpec.from_file(spec, overrides)
-    else:
-        raise SpecError(f"spec must be a TaskSpec, a dict or a path to a YAML/JSON file, got {type(spec).__name__}.")
+    loaded = _parse_spec(spec, overrides)
     tasks().get(loaded.task.type).check_spec(loaded)
     return loaded
+
+
+def _parse_spec(spec: SpecLike, overrides: Sequence[str]) -> TaskSpec:
+    """The spec with its generic fields checked (the task's own checks come with the run)."""
+    if isinstance(spec, TaskSpec):
+        return spec.with_overrides(overrides) if overrides else spec
+    if isinstance(spec, Mapping):
+        return TaskSpec.from_dict(apply_overrides(spec, overrides))
+    if isinstance(spec, (str, os.PathLike)):
+        return TaskSpec.from_file(spec, overrides)
+    raise SpecError(f"spec must be a TaskSpec, a dict or a path to a YAML/JSON file, got {type(spec).__name__}.")
 
 
 def train(
@@ -66,7 +70,7 @@ def train(
     rank 0 saved. In a process started by the engine's launcher (``torchrun``, ``TF_CONFIG``,
     ``DMLC_ROLE=worker``) it trains as that worker; there, ranks other than 0 return None.
     """
-    spec = load_spec(spec, overrides)
+    spec = _parse_spec(spec, overrides)
     task = tasks().get(spec.task.type)
     chosen = select_backend(backend, spec.backend, task=task.name)
     if not chosen.trains:
@@ -76,6 +80,7 @@ def train(
     role = data_parallel.role(spec, chosen)
     data_parallel.check(spec, chosen, role)
     if role == "launcher":
+        task.check_spec(spec)
         models().resolve(spec.model.name)  # a missing model fails here, once, not in every worker
         return load(data_parallel.launch_locally(spec, chosen, target))
     return run_training(task, spec, chosen, target, role)  # type: ignore[return-value]

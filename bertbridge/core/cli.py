@@ -205,6 +205,8 @@ def _predict(args) -> int:
     from bertbridge.core.api import load
     from bertbridge.core.plugins.registry import tasks
 
+    if args.input and args.text_pair:  # checked before --output is opened (and truncated)
+        raise DataError("--text-pair goes with --text; with --input, pairs come from the file's text_pair column.")
     try:
         out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     except OSError as exc:

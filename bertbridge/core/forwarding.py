@@ -77,10 +77,10 @@ def target_backend(args) -> Optional[str]:
     from bertbridge.core.plugins.registry import backend_name
 
     command = args.command
-    if command in ("train", "run-local"):
-        from bertbridge.core.api import load_spec
+    if command in ("train", "run-local"):  # the task may be one installed only in the other environment
+        from bertbridge.core.spec import TaskSpec
 
-        return backend_name(args.backend, load_spec(args.spec, args.overrides).backend)
+        return backend_name(args.backend, TaskSpec.from_file(args.spec, args.overrides).backend)
     if command in ("evaluate", "predict", "serve", "export"):
         if args.backend:
             return args.backend

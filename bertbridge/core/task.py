@@ -49,7 +49,7 @@ class Split(Protocol):
 
     path: str
     features: Any
-    """Batched by :func:`bertbridge.core.text.batching.collate`: ``input_ids``, ``type_ids``, ``lengths``."""
+    """Batched by :func:`bertbridge.core.text.batching.collate`: ``input_ids``, ``token_type_ids``, ``lengths``."""
     targets: Any
     """What the loss compares with (numpy), or None for unlabelled data."""
 
@@ -81,9 +81,12 @@ class TaskData:
     """Everything a task read for a training run, before any model exists."""
 
     manifest: "Manifest"
-    """Saved as ``bertbridge.json``; ``backend``, ``metrics`` and versions are filled in by core."""
+    """Saved as ``bertbridge.json`` (name the ``backend`` given to :meth:`Task.read_data`); the run's
+    metrics, library versions and time are added by :func:`bertbridge.core.tasks.saving.save_model_folder`."""
     setup: "ModelSetup"
-    """What the backend builds (``head``: ``sequence`` or ``span``)."""
+    """What the backend builds: the task sets ``num_labels``, ``multi_label`` and ``id2label``; the run
+    sets ``head`` (:attr:`Task.head`) and the spec's ``seed``, ``mixed_precision``, ``weight_decay`` and
+    ``max_grad_norm``."""
     train: Split
     validation: Optional[Split] = None
     test: Optional[Split] = None
@@ -120,7 +123,11 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def monitors(self, spec: "TaskSpec") -> tuple[str, ...]:
-        """The validation metrics ``training.early_stopping.metric`` may name; the first is the default."""
+        """The validation metrics ``training.early_stopping.metric`` may name."""
+
+    def default_monitor(self, spec: "TaskSpec") -> str:
+        """The metric watched when the spec names none. Default: the first of :meth:`monitors`."""
+        return self.monitors(spec)[0]
 
     @abc.abstractmethod
     def read_data(self, spec: "TaskSpec", encoder: "TextEncoder", backend: str) -> TaskData:

@@ -1,4 +1,4 @@
-"""SageMaker Debugger rules, as ``smdebug.rules.Rule`` subclasses run locally with ``invoke_rule``.
+"""SageMaker Debugger rules, run locally with smdebug's ``invoke_rule``.
 
 The built-in SageMaker rules run in AWS's rule containers and are not in the open
 ``smdebug`` package, so bertbridge ships its own two, over the tensors its debugger

@@ -110,7 +110,7 @@ class TaskRegistry(_NamedRegistry[Task]):
     def _invalid(self, name: str, hint: str) -> str:
         where = "" if self._items else " (no task plugin is installed: is bertbridge itself installed, e.g. pip install -e .?)"
         return (f"invalid task type {name!r}; available: {', '.join(self.names()) or 'none'}{where}.{hint} "
-                "Set task.type in the spec to one of them.")
+                "Set task.type in the spec to one of them, or install the plugin that provides this task.")
 
 
 @dataclass(frozen=True)
@@ -172,10 +172,12 @@ def _load_entry_points(pm: pluggy.PluginManager, group: str) -> list[BrokenPlugi
     broken = []
     for ep in importlib.metadata.entry_points(group=group):
         name = f"{group}:{ep.name}"
-        if pm.has_plugin(name) or pm.is_blocked(name):
+        if pm.has_plugin(name) or pm.is_blocked(name):  # the same distribution seen twice on sys.path
             continue
         try:
-            pm.register(ep.load(), name=name)
+            plugin = ep.load()
+            if not pm.is_registered(plugin):  # one module may serve both groups (a backend that adds a task)
+                pm.register(plugin, name=name)
         except Exception as exc:  # a third-party plugin's bug must not break the others
             broken.append(BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
     return broken

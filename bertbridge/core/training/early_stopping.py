@@ -26,9 +26,11 @@ class Monitor:
         return value < best - min_delta if self.minimize else value > best + min_delta
 
 
-def monitor_metric(cfg: TrainingConfig, allowed: Sequence[str], minimized: Sequence[str], has_validation: bool) -> Monitor:
-    """The early-stopping metric (``allowed[0]`` unless the spec names another), checked before any training."""
-    name = cfg.early_stopping.metric or allowed[0]
+def monitor_metric(cfg: TrainingConfig, allowed: Sequence[str], minimized: Sequence[str], has_validation: bool,
+                   default: Optional[str] = None) -> Monitor:
+    """The early-stopping metric (``default``, else ``allowed[0]``, unless the spec names another), checked
+    before any training."""
+    name = cfg.early_stopping.metric or default or allowed[0]
     if name not in allowed:
         raise SpecError(f"training.early_stopping.metric is {name!r}; for this task use one of: {', '.join(allowed)}.")
     if cfg.early_stopping.patience and not has_validation:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -44,14 +45,18 @@ def run_training(task: Task, spec: TaskSpec, backend, target: Path, role: str = 
     task.check_spec(spec)
     if spec.data.train is None:
         raise SpecError(f"data.train is not set: give the path of {task.train_hint}.")
-    monitor = monitor_metric(spec.training, task.monitors(spec), task.minimized, spec.data.validation is not None)
+    monitor = monitor_metric(spec.training, task.monitors(spec), task.minimized, spec.data.validation is not None,
+                             task.default_monitor(spec))
     model_dir = models().resolve(spec.model.name)
     check_weights(model_dir)
     encoder = TextEncoder.from_pretrained(model_dir)
     encoder.check_max_length(spec.training.max_seq_length)
     data = task.read_data(spec, encoder, backend.name)
+    t = spec.training
+    setup = replace(data.setup, head=task.head, seed=t.seed, mixed_precision=t.mixed_precision,
+                    weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm)
 
-    model, collective = data_parallel.create_model(backend, model_dir, data.setup, spec, role)
+    model, collective = data_parallel.create_model(backend, model_dir, setup, spec, role)
     predictor = task.predictor(model, encoder, data.manifest, batch_size=spec.training.eval_batch_size)
     evaluate = (lambda: predictor.evaluate_split(data.validation, show_progress=False)) if data.validation is not None else None
     observer = debug_observer(spec, backend, model, data, encoder, debug_dir) if debug_dir else None
@@ -121,7 +126,7 @@ def debugger_folder(task: Task, spec: TaskSpec, backend, target: Path) -> Option
         able = ", ".join(b.name for b in backends() if b.debugger) or "none installed"
         raise NotSupportedError(
             f"debugger.attention is set, but backend {backend.name!r} has no SageMaker Debugger capture; "
-            f"backends with it: {able}. Set backend: mxnet or debugger.attention: false."
+            f"backends with it: {able}. Set backend to one of them, or debugger.attention: false."
         )
     out = Path(spec.debugger.out_dir) if spec.debugger.out_dir else target.parent / f"{target.name}-debug"
     if out.exists() and any(out.iterdir()) and not (out / REPORT_NAME).exists():

@@ -25,6 +25,8 @@ from bertbridge.core.tasks.saving import save_model_folder
 from bertbridge.core.text.batching import collate, eval_batches
 from bertbridge.core.text.tokenize import Encoded, TextEncoder
 
+DATA_KEYS = ("format", "header", "text_column", "text_pair_column", "label_column", "label_separator", "encoding")
+"""The ``data`` fields saved in the manifest: how new files are read by default."""
 TextInput = Union[str, Sequence[str]]
 """A text, or a (text, text_pair) pair for sentence-pair tasks."""
 
@@ -165,8 +167,7 @@ class TextClassifier:
 
 
 def _data_kwargs(saved: dict) -> dict:
-    keys = ("format", "header", "text_column", "text_pair_column", "label_column", "label_separator", "encoding")
-    return {k: saved[k] for k in keys if k in saved}
+    return {k: saved[k] for k in DATA_KEYS if k in saved}
 
 
 def _split_inputs(inputs: Any, text_pair: bool) -> tuple[list[str], Optional[list[str]]]:

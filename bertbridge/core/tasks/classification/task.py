@@ -18,12 +18,11 @@ from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.spec import TaskSpec
 from bertbridge.core.task import Task, TaskData
 from bertbridge.core.tasks.classification.data import read_split
-from bertbridge.core.tasks.classification.predictor import TextClassifier
+from bertbridge.core.tasks.classification.predictor import DATA_KEYS, TextClassifier
 from bertbridge.core.text.tokenize import TextEncoder
 
 SINGLE_LABEL_MONITORS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc", "loss")
-MULTI_LABEL_MONITORS = ("micro_f1", "subset_accuracy", "macro_f1", "micro_precision", "micro_recall", "hamming_loss", "loss")
-DATA_KEYS = ("format", "header", "text_column", "text_pair_column", "label_column", "label_separator", "encoding")
+MULTI_LABEL_MONITORS = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall", "hamming_loss", "loss")
 SPLITS = ("train", "validation", "test")
 
 
@@ -37,6 +36,9 @@ class ClassificationTask(Task):
 
     def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
         return MULTI_LABEL_MONITORS if spec.task.multi_label else SINGLE_LABEL_MONITORS
+
+    def default_monitor(self, spec: TaskSpec) -> str:
+        return "micro_f1" if spec.task.multi_label else "accuracy"
 
     def check_spec(self, spec: TaskSpec) -> None:
         """Every field of ``task`` applies (multi_label, threshold)."""
@@ -64,11 +66,7 @@ class ClassificationTask(Task):
             text_pair=spec.data.text_pair_column is not None, base_model=spec.model.name,
             data={k: getattr(spec.data, k) for k in DATA_KEYS},
         )
-        setup = ModelSetup(
-            num_labels=len(label_map), multi_label=multi, id2label=label_map.id2label, seed=spec.training.seed,
-            mixed_precision=spec.training.mixed_precision, weight_decay=spec.training.weight_decay,
-            max_grad_norm=spec.training.max_grad_norm,
-        )
+        setup = ModelSetup(num_labels=len(label_map), multi_label=multi, id2label=label_map.id2label, seed=spec.training.seed)
         return TaskData(manifest, setup, split(spec.data.train, train_examples), split(spec.data.validation), split(spec.data.test))
 
     # -- saved models ------------------------------------------------------------------
@@ -122,8 +120,6 @@ class ClassificationTask(Task):
     def cli_predict(self, predictor: TextClassifier, args: Any) -> list[dict[str, Any]]:
         if args.question or args.context:
             raise DataError("--question/--context are for question-answering models; this model classifies texts (use --text).")
-        if args.input and args.text_pair:
-            raise DataError("--text-pair goes with --text; with --input, pairs come from the file's text_pair column.")
         if args.text:
             if args.text_pair is not None and len(args.text_pair) != len(args.text):
                 raise DataError(f"got {len(args.text)} --text but {len(args.text_pair)} --text-pair; give one --text-pair per --text.")

@@ -60,7 +60,7 @@ SPECIALS_IN_PAIR = 3  # [CLS] question [SEP] context [SEP]
 
 @dataclass
 class QAFeatures(Encoded):
-    """Windows of question + context slice: an :class:`Encoded` (so :func:`~.batching.collate`
+    """Windows of question + context slice: an :class:`Encoded` (so :func:`~bertbridge.core.text.batching.collate`
     and the length-grouped batchers take it as is) plus, per window, the example it
     came from, character offsets into that example's context and the training labels."""
 

@@ -159,7 +159,7 @@ def write_predictions(path: Union[str, Path], predictions: Union[Mapping[str, An
     """Write ``{id: answer_text}`` (the official predictions file) atomically.
 
     ``predictions`` is a mapping (written as given, so ``{id: null_score_diff}`` works
-    too) or a list of :class:`~.squad_postprocess.Prediction`.
+    too) or a list of :class:`~.postprocess.Prediction`.
     """
     path = Path(path)
     data = dict(predictions) if isinstance(predictions, Mapping) else {p.id: p.text for p in predictions}

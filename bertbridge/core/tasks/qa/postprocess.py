@@ -18,7 +18,7 @@ answer") score of a question is the minimum over its windows of
 The prediction is ``""`` when ``null_score_diff > null_threshold``: a larger
 threshold answers more questions. ``null_score_diff`` is what the official v2
 script calls the no-answer probability (``na_prob``) when searching the best
-threshold (see :func:`~.squad_metrics.evaluate`). With ``v2=False`` the answer
+threshold (see :func:`~.metrics.evaluate`). With ``v2=False`` the answer
 is empty only when no window has a valid span.
 
 Example::

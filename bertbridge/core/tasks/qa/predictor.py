@@ -1,7 +1,7 @@
 """A trained extractive question-answering model: tokenizer + backend span model, framework-neutral.
 
 Windows, n-best spans, the v2 null answer and the official EM/F1 are computed here
-(:mod:`.squad_features`, :mod:`.squad_postprocess`, :mod:`.squad_metrics`) from the
+(:mod:`.features`, :mod:`.postprocess`, :mod:`.metrics`) from the
 backend's start/end logits, so every backend answers the same question the same way.
 
 Example::
@@ -34,7 +34,6 @@ from bertbridge.core.tasks.saving import save_model_folder
 from bertbridge.core.text.batching import collate, eval_batches
 from bertbridge.core.text.tokenize import TextEncoder
 
-QA_SETTINGS = ("doc_stride", "max_question_length", "max_answer_length", "n_best", "null_threshold", "v2")
 QAInput = Union[dict, Sequence[str]]
 """``{"question": ..., "context": ...}`` or a ``(question, context)`` pair."""
 

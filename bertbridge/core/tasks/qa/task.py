@@ -34,11 +34,14 @@ class QuestionAnsweringTask(Task):
     def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
         return MONITORS
 
+    def check_spec(self, spec: TaskSpec) -> None:
+        super().check_spec(spec)
+        check_window_settings(spec.training.max_seq_length, spec.task.doc_stride, spec.task.max_question_length)
+
     # -- training data ---------------------------------------------------------------
     def read_data(self, spec: TaskSpec, encoder: TextEncoder, backend: str) -> TaskData:
         """Every split read and windowed before the model is built, so a bad question fails in seconds."""
         task = spec.task
-        check_window_settings(spec.training.max_seq_length, task.doc_stride, task.max_question_length)
         settings = {"doc_stride": task.doc_stride, "max_question_length": task.max_question_length,
                     "max_answer_length": task.max_answer_length, "n_best": task.n_best,
                     "null_threshold": task.null_threshold, "v2": False}
@@ -49,10 +52,8 @@ class QuestionAnsweringTask(Task):
                                    for p in (spec.data.train, spec.data.validation, spec.data.test))
         v2 = any(s.squad.v2 for s in (train, validation, test) if s is not None)
         manifest = Manifest(**{**manifest.__dict__, "qa": {**settings, "v2": v2}})
-        setup = ModelSetup(num_labels=2, multi_label=False, id2label=SPAN_LABELS, seed=spec.training.seed,
-                           mixed_precision=spec.training.mixed_precision, weight_decay=spec.training.weight_decay,
-                           max_grad_norm=spec.training.max_grad_norm, head=self.head)
-        return TaskData(manifest, setup, train, validation, test, metrics={"train_windows": float(len(train.features))})
+        return TaskData(manifest, self.model_setup(manifest), train, validation, test,
+                        metrics={"train_windows": float(len(train.features))})
 
     # -- saved models ------------------------------------------------------------------
     def model_setup(self, manifest: Manifest) -> ModelSetup:
