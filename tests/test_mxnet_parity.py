@@ -1,7 +1,9 @@
 """MXNet against PyTorch and TensorFlow, driven from the main environment.
 
 MXNet lives in its own environment (make mxnet-env); these tests reach it the way
-users do: through BERTBRIDGE_MXNET_PYTHON (make test sets it) or .venv-mxnet.
+users do: through BERTBRIDGE_MXNET_PYTHON (make test sets it) or .venv-mxnet. Same-artifact
+logits and AdamW steps across the environments are in the conformance suite
+(tests/test_backend_conformance.py, tests/mxnet_env/test_mxnet_conformance.py).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_spec, toy_sentences
+from conftest import tiny_spec
 
 import bertbridge
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.io.artifacts import Manifest, write_manifest
-from bertbridge.core.plugins.registry import backends, models
+from bertbridge.core.plugins.registry import backends
 from bertbridge.core.text.tokenize import TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,40 +71,6 @@ def _classifier_folder(base: Path, tmp_path: Path, n: int) -> Path:
     write_manifest(out, Manifest(task="text_classification", labels=tuple(str(i) for i in range(n)), backend="pytorch",
                                  max_seq_length=64, lowercase=True))
     return out
-
-
-def _torch_logits(folder: Path, texts, n: int, steps=(), labels=None) -> np.ndarray:
-    from bertbridge.core.text.batching import collate
-
-    setup = ModelSetup(num_labels=n, multi_label=False, id2label={i: str(i) for i in range(n)}, seed=3,
-                       weight_decay=0.01, max_grad_norm=0.5)
-    model = backends().get("pytorch").load_model(folder, setup)
-    feats = TextEncoder.from_pretrained(folder).encode(texts, max_length=64)
-    batch = collate(feats, np.arange(len(texts)), labels=np.array(labels or [0] * len(texts)))
-    for lr in steps:
-        model.accumulate(batch, 1.0)
-        model.step(lr)
-    return model.logits(batch)
-
-
-@pytest.mark.parametrize("which", ["tiny", "minilm"])
-def test_same_checkpoint_same_logits_on_pytorch_and_mxnet(which, tiny_model_dir, tmp_path):
-    base = tiny_model_dir if which == "tiny" else models().resolve("minilm")
-    folder = _classifier_folder(base, tmp_path, 3)
-    texts = TEXTS + [" ".join(["An absolute joy from start to finish, with a few slow scenes."] * 6)]
-    want = _torch_logits(folder, texts, 3)
-    got = np.array(_in_mxnet(RAW_LOGITS, model=str(folder), texts=texts, n=3))
-    assert np.abs(got - want).max() <= 1e-4
-
-
-def test_two_adamw_steps_match_pytorch(tiny_model_dir, tmp_path):
-    """Same start, same batch, same AdamW steps (decay, clipping, bias correction): same logits."""
-    folder = _classifier_folder(tiny_model_dir, tmp_path, 2)
-    texts = [t for t, _ in toy_sentences(8)]
-    labels = [0, 1] * 4
-    want = _torch_logits(folder, texts, 2, steps=(1e-3, 5e-4), labels=labels)
-    got = np.array(_in_mxnet(RAW_LOGITS, model=str(folder), texts=texts, n=2, steps=[1e-3, 5e-4], labels=labels))
-    assert np.abs(got - want).max() <= 1e-4
 
 
 def test_mxnet_trained_model_opens_in_pytorch_and_tensorflow(tiny_model_dir, toy_data, tmp_path):

@@ -1,7 +1,11 @@
-"""The PyTorch backend end to end on a tiny random BERT: train, evaluate, predict, save, load."""
+"""What is particular to the PyTorch backend (and to core's artifact handling, exercised through it).
+
+The contract every backend meets (train, save, load, same predictions, determinism, accumulation,
+multi-label, sentence pairs, mixed precision, cross-backend logits, question answering) is the
+conformance suite: bertbridge/testing/conformance.py, run by tests/test_backend_conformance.py.
+"""
 
 import importlib.util
-import json
 import os
 import re
 
@@ -23,96 +27,12 @@ def trained(tiny_model_dir, toy_data, tmp_path):
     return bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "model"))
 
 
-def test_training_learns_and_writes_a_complete_artifact(trained, tmp_path, toy_data):
-    assert trained.metrics["accuracy"] >= 0.9
-    folder = tmp_path / "model"
-    assert trained.path == folder.resolve()
-    names = {p.name for p in folder.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "bertbridge.json"} <= names
-    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # no staging leftovers
-    manifest = json.loads((folder / "bertbridge.json").read_text())
-    assert manifest["task"] == "text_classification" and manifest["backend"] == "pytorch"
-    assert manifest["labels"] == ["negative", "positive"] and manifest["lowercase"] is True
-    assert manifest["max_seq_length"] == 32 and manifest["multi_label"] is False
-    assert {"bertbridge", "torch", "transformers", "tokenizers"} <= set(manifest["versions"])
-    config = json.loads((folder / "config.json").read_text())
-    assert config["id2label"] == {"0": "negative", "1": "positive"}
-    assert bertbridge.evaluate(folder, toy_data["validation"])["accuracy"] == pytest.approx(trained.metrics["accuracy"])
-
-
-def test_reloaded_model_predicts_exactly_the_same(trained):
-    before = trained.predict_proba(TEXTS)
-    loaded = bertbridge.load(trained.path)
-    after = loaded.predict_proba(TEXTS)
-    assert np.array_equal(before, after)
-    assert loaded.predict(TEXTS[0])[0]["label"] == "positive"
-    result = loaded.predict(TEXTS)
-    assert [r["label"] for r in result] == ["positive", "negative", "positive", "negative"]
-    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in result)
-    assert result[1]["score"] == pytest.approx(result[1]["probabilities"]["negative"])
-
-
-def test_same_seed_same_model(tiny_model_dir, toy_data, tmp_path):
-    a = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "a", epochs=1))
-    b = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "b", epochs=1))
-    c = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "c", epochs=1, seed=8))
-    assert np.array_equal(a.predict_proba(TEXTS), b.predict_proba(TEXTS))
-    assert not np.allclose(a.predict_proba(TEXTS), c.predict_proba(TEXTS))
-
-
-def test_gradient_accumulation_matches_a_bigger_batch(tiny_model_dir, toy_data, tmp_path):
-    common = dict(epochs=1, group_by_length=False, max_grad_norm=0.0, learning_rate=1e-3)
-    big = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "big", batch_size=16, **common))
-    acc = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "acc", batch_size=8, gradient_accumulation_steps=2, **common))
-    np.testing.assert_allclose(big.predict_proba(TEXTS), acc.predict_proba(TEXTS), atol=1e-4)
-    assert big.training_result.steps == acc.training_result.steps == 6
-
-
-def test_multi_label_uses_sigmoid_and_threshold(tiny_model_dir, tmp_path):
-    rows = []
-    for i, (text, label) in enumerate(toy_sentences(96, seed=3)):
-        tags = [label] + (["film"] if "film" in text.split() else [])
-        rows.append({"text": text, "tags": tags})
-    train = tmp_path / "m.jsonl"
-    train.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    spec = tiny_spec(tiny_model_dir, {"train": str(train), "validation": str(train)}, tmp_path / "ml")
-    spec["task"] = {"multi_label": True, "threshold": 0.5}
-    spec["data"].update({"label_column": "tags", "labels": ["film", "negative", "positive"]})
-    clf = bertbridge.train(spec)
-    assert {"subset_accuracy", "micro_f1", "macro_f1", "hamming_loss"} <= set(clf.metrics)
-    assert clf.metrics["micro_f1"] > 0.8
-    probs = clf.predict_proba(["the film was good", "bad plot"])
-    assert probs.shape == (2, 3) and not np.allclose(probs.sum(axis=1), 1.0)
-    out = bertbridge.load(clf.path).predict(["the film was good"])[0]
-    assert set(out) == {"labels", "probabilities"}
-    assert set(out["labels"]) == {k for k, p in out["probabilities"].items() if p >= 0.5}
-
-
-def test_sentence_pairs(tiny_model_dir, tmp_path):
-    rows = [(a, b, lab) for (a, lab), (b, _) in zip(toy_sentences(64, 4), toy_sentences(64, 5))]
-    train = write_tsv(tmp_path / "p.tsv", rows, header=("premise", "hypothesis", "label"))
-    spec = tiny_spec(tiny_model_dir, {"train": str(train)}, tmp_path / "pairs", epochs=3)
-    spec["data"].update({"text_column": "premise", "text_pair_column": "hypothesis"})
-    clf = bertbridge.train(spec)
-    assert clf.manifest.text_pair is True
-    assert len(clf.predict([("good film", "bad plot")])) == 1
-    with pytest.raises(bertbridge.BertbridgeError, match=r"input 0: this model classifies sentence pairs"):
-        clf.predict(["single text"])
-
-
 def test_metrics_are_logged_one_per_line(tiny_model_dir, toy_data, tmp_path, capsys):
     bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1, batch_size=16, log_interval=2))
     lines = capsys.readouterr().out.splitlines()
     assert any(re.match(r"^train_loss=[0-9.]+  # train, step 2, epoch", l) for l in lines)
     assert any(re.match(r"^eval_accuracy=[0-9.]+  # eval, step 6, epoch 1.00$", l) for l in lines)
     assert all(l.count("=") == 1 for l in lines if l.startswith(("train_", "eval_")))
-
-
-def test_mixed_precision_trains(tiny_model_dir, toy_data, tmp_path):
-    clf = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "bf16", epochs=1, batch_size=16, mixed_precision=True))
-    assert np.isfinite(clf.predict_proba(TEXTS)).all()
-    assert clf.training_result.steps == 6
 
 
 def test_loading_never_unpickles(trained, tmp_path, monkeypatch):

@@ -1,0 +1,229 @@
+"""A framework-free reference for the artifact format: BERT's forward pass in numpy (float64),
+a writer of classifier and question-answering artifacts, and a batch builder.
+
+Every backend saves ``config.json`` + ``model.safetensors`` under Hugging Face names
+(``BertForSequenceClassification`` / ``BertForQuestionAnswering``) and must read any other
+backend's; this module is a second, independent reader and writer of that format, so that a
+backend can be checked in an environment where no other framework is installed. It computes
+what transformers' ``BertForSequenceClassification`` / ``BertForQuestionAnswering`` compute in
+evaluation mode (absolute positions, erf GELU, LayerNorm, masked softmax attention).
+
+Only numpy, safetensors and tokenizers are imported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+PathLike = Union[str, Path]
+
+_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+_BUFFERS = ("position_ids", "rotary_emb.inv_freq")
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to ~1e-7 (Abramowitz and Stegun 7.1.26; numpy has none and scipy is not required)."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
+
+
+def _activation(name: str, x: np.ndarray) -> np.ndarray:
+    if name == "gelu":
+        return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    raise ValueError(f"reference BERT: hidden_act {name!r} is not implemented ({', '.join(_ACTIVATIONS)} are)")
+
+
+def read_artifact(folder: PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """``config.json`` and the weights of a BERT folder as float64 arrays, under
+    ``BertFor...`` names (a bare ``BertModel`` checkpoint gets the ``bert.`` prefix)."""
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    state = {}
+    for name, value in load_file(str(folder / "model.safetensors")).items():
+        if name.endswith(_BUFFERS):
+            continue
+        if name.startswith(("embeddings.", "encoder.", "pooler.")):
+            name = "bert." + name
+        state[name] = value.astype(np.float64)
+    return config, state
+
+
+def check_layout(folder: PathLike, head: str) -> None:
+    """Raise AssertionError unless the folder holds exactly the tensors of a Hugging Face
+    ``BertForSequenceClassification`` (``head="sequence"``) or ``BertForQuestionAnswering``
+    (``head="span"``: no pooler) with this config, as float32 arrays of the right shapes."""
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    raw = {k: v for k, v in load_file(str(folder / "model.safetensors")).items() if not k.endswith(_BUFFERS)}
+    n = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
+    want = expected_shapes(config, head, n)
+    got = {k: tuple(v.shape) for k, v in raw.items()}
+    assert got.keys() == want.keys(), (
+        f"{folder}: tensors differ from Hugging Face's layout; missing {sorted(want.keys() - got.keys())}, "
+        f"unexpected {sorted(got.keys() - want.keys())}")
+    wrong = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    assert not wrong, f"{folder}: tensor shapes (got, want): {wrong}"
+    not_f32 = sorted(k for k, v in raw.items() if v.dtype != np.float32)
+    assert not not_f32, f"{folder}: tensors not stored as float32: {not_f32}"
+    arch = "BertForQuestionAnswering" if head == "span" else "BertForSequenceClassification"
+    assert config.get("architectures") == [arch], f"{folder}: config.json architectures {config.get('architectures')}, want [{arch!r}]"
+
+
+def expected_shapes(config: Mapping, head: str, num_labels: int) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a Hugging Face BERT classifier or span model."""
+    h, inter = int(config["hidden_size"]), int(config["intermediate_size"])
+    shapes: dict[str, tuple[int, ...]] = {
+        "bert.embeddings.word_embeddings.weight": (int(config["vocab_size"]), h),
+        "bert.embeddings.position_embeddings.weight": (int(config["max_position_embeddings"]), h),
+        "bert.embeddings.token_type_embeddings.weight": (int(config.get("type_vocab_size", 2)), h),
+        "bert.embeddings.LayerNorm.weight": (h,), "bert.embeddings.LayerNorm.bias": (h,),
+    }
+    for i in range(int(config["num_hidden_layers"])):
+        p = f"bert.encoder.layer.{i}."
+        for name, out, inp in (("attention.self.query", h, h), ("attention.self.key", h, h), ("attention.self.value", h, h),
+                               ("attention.output.dense", h, h), ("intermediate.dense", inter, h), ("output.dense", h, inter)):
+            shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (out, inp), (out,)
+        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (h,), (h,)
+    if head == "span":
+        shapes["qa_outputs.weight"], shapes["qa_outputs.bias"] = (2, h), (2,)
+    else:
+        shapes["bert.pooler.dense.weight"], shapes["bert.pooler.dense.bias"] = (h, h), (h,)
+        shapes["classifier.weight"], shapes["classifier.bias"] = (num_labels, h), (num_labels,)
+    return shapes
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w + b
+
+
+def _dense(x: np.ndarray, s: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    return x @ s[name + ".weight"].T + s[name + ".bias"]
+
+
+def encoder(config: Mapping, state: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    """BERT's last hidden states (B, T, H), float64, evaluation mode."""
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError("reference BERT: only absolute position embeddings are implemented")
+    ids, types, mask = (np.asarray(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
+    eps = float(config.get("layer_norm_eps", 1e-12))
+    heads = int(config["num_attention_heads"])
+    b, t = ids.shape
+    e = "bert.embeddings."
+    x = state[e + "word_embeddings.weight"][ids] + state[e + "position_embeddings.weight"][np.arange(t)][None] \
+        + state[e + "token_type_embeddings.weight"][types]
+    x = _layer_norm(x, state[e + "LayerNorm.weight"], state[e + "LayerNorm.bias"], eps)
+    blocked = np.where(mask[:, None, None, :] > 0, 0.0, -np.inf)  # (B, 1, 1, T): padding keys get no attention
+    for i in range(int(config["num_hidden_layers"])):
+        p = f"bert.encoder.layer.{i}."
+
+        def split(y):
+            return y.reshape(b, t, heads, -1).transpose(0, 2, 1, 3)
+
+        q, k, v = (split(_dense(x, state, p + "attention.self." + n)) for n in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1]) + blocked
+        scores = np.exp(scores - scores.max(-1, keepdims=True))
+        context = (scores / scores.sum(-1, keepdims=True)) @ v
+        context = context.transpose(0, 2, 1, 3).reshape(b, t, -1)
+        x = _layer_norm(_dense(context, state, p + "attention.output.dense") + x,
+                        state[p + "attention.output.LayerNorm.weight"], state[p + "attention.output.LayerNorm.bias"], eps)
+        inner = _activation(config.get("hidden_act", "gelu"), _dense(x, state, p + "intermediate.dense"))
+        x = _layer_norm(_dense(inner, state, p + "output.dense") + x,
+                        state[p + "output.LayerNorm.weight"], state[p + "output.LayerNorm.bias"], eps)
+    return x
+
+
+def logits(folder: PathLike, batch: Mapping[str, np.ndarray], head: str = "sequence") -> np.ndarray:
+    """What transformers' ``BertForSequenceClassification`` (``head="sequence"``: (B, num_labels)) or
+    ``BertForQuestionAnswering`` (``head="span"``: (B, T, 2), start and end) gives for ``batch``
+    with the artifact in ``folder``, computed in float64."""
+    config, state = read_artifact(folder)
+    hidden = encoder(config, state, batch)
+    if head == "span":
+        return _dense(hidden, state, "qa_outputs")
+    pooled = np.tanh(_dense(hidden[:, 0], state, "bert.pooler.dense"))
+    return _dense(pooled, state, "classifier")
+
+
+def write_artifact(base: PathLike, out: PathLike, *, head: str = "sequence", labels: Sequence[str] = ("a", "b", "c"),
+                   seed: int = 11, std: float = 0.2) -> Path:
+    """A model folder as any backend saves one (``config.json``, ``model.safetensors`` with
+    ``BertFor...`` names, float32, plus the tokenizer files), written with numpy: ``base``'s
+    encoder and a random head (normal(0, ``std``) weights *and* biases, so biases are checked too)."""
+    from safetensors.numpy import save_file
+
+    base, out = Path(base), Path(out)
+    out.mkdir(parents=True)
+    config, full = read_artifact(base)
+    rng = np.random.default_rng(seed)
+    h = int(config["hidden_size"])
+    state = {k: v for k, v in full.items() if k.startswith("bert.") and not k.startswith("bert.pooler.")}
+    if head == "span":
+        state["qa_outputs.weight"], state["qa_outputs.bias"] = rng.normal(0, std, (2, h)), rng.normal(0, std, 2)
+        config.update(architectures=["BertForQuestionAnswering"])
+    else:
+        pooler = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
+        state[pooler[0]] = full.get(pooler[0], rng.normal(0, 0.02, (h, h)))
+        state[pooler[1]] = full.get(pooler[1], np.zeros(h))
+        n = len(labels)
+        state["classifier.weight"], state["classifier.bias"] = rng.normal(0, std, (n, h)), rng.normal(0, std, n)
+        config.update(architectures=["BertForSequenceClassification"], id2label={str(i): l for i, l in enumerate(labels)},
+                      label2id={l: i for i, l in enumerate(labels)})
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (base / name).is_file():
+            shutil.copyfile(base / name, out / name)
+    return out
+
+
+def encode(folder: PathLike, texts: Sequence[str], pairs: Optional[Sequence[str]] = None, *,
+           max_length: int = 64, labels: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """A right-padded batch (``input_ids``, ``attention_mask``, ``token_type_ids``: int64 (B, T);
+    ``labels`` when given) made with the folder's ``tokenizer.json`` (or ``vocab.txt``), the way
+    :class:`bertbridge.core.backend.Batch` describes it. Independent of core's own batching, so a
+    test feeds exactly the same arrays to every implementation."""
+    from tokenizers import Tokenizer
+
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    else:
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        tokenizer = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
+    encodings = tokenizer.encode_batch(inputs)
+    t = max(len(e.ids) for e in encodings)
+    batch = {k: np.zeros((len(encodings), t), np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    batch["input_ids"][:] = tokenizer.token_to_id("[PAD]") or 0
+    for row, e in enumerate(encodings):
+        n = len(e.ids)
+        batch["input_ids"][row, :n] = e.ids
+        batch["attention_mask"][row, :n] = 1
+        batch["token_type_ids"][row, :n] = e.type_ids
+    if labels is not None:
+        batch["labels"] = np.asarray(labels)
+    return batch
