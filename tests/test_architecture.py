@@ -3,8 +3,6 @@ imports included), nothing below the facade reaches for it, tasks are dispatched
 and every module of core (sub-packages included) imports with no framework and no smdebug."""
 
 import ast
-import importlib
-import pkgutil
 import re
 import subprocess
 import sys

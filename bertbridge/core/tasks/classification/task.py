@@ -112,11 +112,6 @@ class ClassificationTask(Task):
         )
 
     # -- command line ------------------------------------------------------------------
-    def cli_evaluate(self, predictor: TextClassifier, data: str, predictions_out: Optional[str]) -> dict[str, float]:
-        if predictions_out:
-            raise DataError("--predictions-out writes SQuAD predictions; this is a text_classification model.")
-        return predictor.evaluate(data)
-
     def cli_predict(self, predictor: TextClassifier, args: Any) -> list[dict[str, Any]]:
         if args.question or args.context:
             raise DataError("--question/--context are for question-answering models; this model classifies texts (use --text).")
