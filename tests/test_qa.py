@@ -165,8 +165,3 @@ def test_qa_spec_mistakes_are_caught_before_training(tiny_model_dir, tmp_path):
         bertbridge.train({**base, "training": {"max_seq_length": 48}})
     assert not (tmp_path / "m").exists()
 
-
-def test_exports_refuse_question_answering_models(qa_run, tmp_path):
-    qa, tmp, dev = qa_run
-    with pytest.raises(bertbridge.BertbridgeError, match="question_answering model; the export formats serve text_classification"):
-        bertbridge.export(tmp / "model", "onnx", tmp_path / "x")

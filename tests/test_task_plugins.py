@@ -196,15 +196,23 @@ def test_a_third_party_task_trains_saves_loads_and_serves(negation_plugin, tiny_
     assert json.loads(capsys.readouterr().out)["negated"] is True
     assert main(["evaluate", str(tmp_path / "out"), spec["data"]["test"], "--predictions-out", "p.json"]) == 2
     assert "--predictions-out is not available for negation models" in capsys.readouterr().err
+    with pytest.raises(bertbridge.BertbridgeError, match=r"a negation model; the export formats serve question_answering, text_classification"):
+        bertbridge.export(tmp_path / "out", "onnx", tmp_path / "onnx")  # a task that does not say exportable
 
 
 def test_a_backend_without_the_tasks_head_refuses_it(negation_plugin):
     from bertbridge.core.errors import NotSupportedError
 
-    onnx = registry.backends().get("onnx")
-    assert onnx.heads == () and not onnx.supports("negation", "sequence")
-    with pytest.raises(NotSupportedError, match="backend 'onnx' cannot do 'negation'"):
-        onnx.ensure_supports("negation", registry.tasks().get("negation").head)
+    from bertbridge.core.backend import Backend
+
+    class SpanOnly(Backend):  # builds the QA head only
+        name, extra, requires, distributions = "span_only", "span_only", (), ()
+        tasks, heads = ("question_answering",), ("span",)
+
+    backend = SpanOnly()
+    assert backend.supports("question_answering", "span") and not backend.supports("negation", "sequence")
+    with pytest.raises(NotSupportedError, match="backend 'span_only' cannot do 'negation'"):
+        backend.ensure_supports("negation", registry.tasks().get("negation").head)
 
 
 def test_one_module_may_serve_both_entry_point_groups(tmp_path, monkeypatch):

@@ -137,14 +137,15 @@ def export(
     folder = Path(path)
     manifest = Manifest.read(folder)
     check_weights(folder)
-    if not tasks().get(manifest.task).exportable:
+    task = tasks().get(manifest.task)
+    if not task.exportable:
         able = ", ".join(t.name for t in tasks() if t.exportable)
         raise NotSupportedError(f"{folder}: a {manifest.task} model; the export formats serve {able} models. "
                                 "Serve it with 'bertbridge serve' or the SageMaker serving functions instead.")
     chosen = select_backend(backend, task=manifest.task) if backend is not None else _export_writer(fmt, manifest.backend)
     if fmt not in chosen.exports:
         raise NotSupportedError(f"backend {chosen.name!r} cannot export {fmt!r}; it writes: {', '.join(chosen.exports) or 'nothing'}.")
-    return chosen.export(folder, fmt, Path(out_dir), **options)
+    return chosen.export(folder, fmt, Path(out_dir), setup=task.model_setup(manifest), **options)
 
 
 def _export_writer(fmt: str, trained_by: str):

@@ -292,9 +292,11 @@ class Backend:
         smdebug trial at ``out_dir`` while ``model`` trains (backends with ``debugger = True``)."""
         raise NotSupportedError(f"backend {self.name!r} has no SageMaker Debugger capture.")
 
-    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options: Any) -> Path:
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, *, setup: ModelSetup, **options: Any) -> Path:
         """Write the artifact at ``artifact_dir`` in format ``fmt`` (one of :attr:`exports`)
-        under ``out_dir``; returns the path of what was written."""
+        under ``out_dir``; returns the path of what was written. ``setup`` is the saved model's
+        task's :class:`ModelSetup` (its ``head`` decides the outputs: ``logits`` for ``sequence``,
+        ``start_logits`` and ``end_logits`` for ``span``)."""
         raise NotSupportedError(f"backend {self.name!r} exports no format ({fmt!r} was asked for).")
 
 

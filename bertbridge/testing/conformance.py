@@ -26,7 +26,9 @@ What is checked, for ``text_classification`` and (when the backend lists it in `
   a numpy reference implementation (:mod:`bertbridge.testing.reference`); an artifact written
   elsewhere gives this backend the reference's logits; so does a real pretrained checkpoint (the
   ``minilm`` alias, when installed) saved by this backend;
-* optimizer steps (AdamW, decay, clipping) give the same model as :attr:`reference_trainer`.
+* optimizer steps (AdamW, decay, clipping) give the same model as :attr:`reference_trainer`;
+* a question-answering spec runs as a local SageMaker job (``run_local``) whose ``model.tar.gz``
+  answers through the serving functions exactly like the job's model folder.
 
 Class attributes tune the contract where a backend legitimately differs (see below). Each test
 class gets its own models (class-scoped fixtures), so a subclass per backend costs one training
@@ -382,6 +384,27 @@ class BackendConformance:
         np.testing.assert_allclose(logits, qa.model.logits(batch), rtol=0, atol=self.reload_atol)
         metrics = loaded.evaluate(qa_data["validation"])
         assert metrics["exact"] == pytest.approx(qa.metrics["exact"]) and metrics["f1"] == pytest.approx(qa.metrics["f1"])
+
+    def test_question_answering_runs_as_a_local_sagemaker_job(self, subject, base_model, qa_data, workdir):
+        """``run-local``: the job trains, and its ``model.tar.gz``, unpacked as an endpoint unpacks
+        it, answers through the serving functions exactly like the job's model folder."""
+        import tarfile
+
+        from bertbridge.core.serving import handlers
+
+        if "question_answering" not in subject.tasks:
+            pytest.skip(f"backend {subject.name!r} does not list question_answering in Backend.tasks")
+        spec = workdir / "qa-job.json"
+        spec.write_text(json.dumps(tiny.qa_spec(base_model, qa_data, workdir / "qa-job-unused")), encoding="utf-8")
+        run = bertbridge.run_local(spec, backend=subject.name, base_dir=workdir / "qa-job", stream_output=False)
+        assert run.returncode == 0 and run.failure is None, run.failure
+        with tarfile.open(run.model_tar) as tar:
+            tar.extractall(workdir / "qa-served", filter="data")
+        model = handlers.model_fn(str(workdir / "qa-served"))
+        body = json.dumps([{"question": q, "context": c} for q, c in zip(QUESTIONS, CONTEXTS)])
+        out, _ = handlers.output_fn(handlers.predict_fn(handlers.input_fn(body, "application/json"), model), "application/json")
+        assert json.loads(out)["predictions"] == bertbridge.load(run.model_dir).predict(list(zip(QUESTIONS, CONTEXTS)))
+        assert json.loads((run.model_dir / "bertbridge.json").read_text())["task"] == "question_answering"
 
     def test_saved_span_model_gives_the_same_logits_everywhere(self, subject, question_answerer):
         folder = question_answerer.path

@@ -140,3 +140,27 @@ def test_a_folder_with_the_other_head_is_refused(numpy_model_dir, tmp_path):
         backend.create_model(numpy_model_dir, _setup(head=made)).save(out)
         with pytest.raises(ArtifactError):
             backend.load_model(out, _setup(head=opened))
+
+
+def test_symbol_export_of_a_question_answerer_gives_its_start_and_end_logits(numpy_model_dir, tmp_path):
+    """The exported symbol (what MXNet Model Server runs) reproduces the model's start/end logits,
+    and its signature file says which axis holds them."""
+    import bertbridge
+    from bertbridge.backends.mxnet.export import load_symbol
+    from bertbridge.testing import tiny
+
+    train = tmp_path / "train.json"
+    tiny.toy_squad(train, 16, seed=1)
+    qa = bertbridge.train(tiny.qa_spec(numpy_model_dir, {"train": str(train)}, tmp_path / "qa", epochs=1), backend="mxnet")
+    out = bertbridge.export(qa.path, "mxnet-symbol", tmp_path / "sym")
+    signature = json.loads((out.parent / "mxnet-signature.json").read_text())
+    assert signature["outputs"] == ["start_end_logits (last axis: start, end)"]
+    batch = _batch(qa.path)
+    mx = mxnet_model.mx
+    net = load_symbol(out.parent)
+    got = net(mx.nd.array(batch["input_ids"]), mx.nd.array(batch["token_type_ids"]),
+              mx.nd.array(batch["attention_mask"].sum(1))).asnumpy()
+    want = qa.model.logits(batch)
+    assert got.shape == want.shape == batch["input_ids"].shape + (2,)
+    real = batch["attention_mask"].astype(bool)  # padded positions are masked differently; answers never come from them
+    np.testing.assert_allclose(got[real], want[real], atol=1e-4)

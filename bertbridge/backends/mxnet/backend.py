@@ -73,7 +73,7 @@ class MXNetBackend(Backend):
 
         return SmdebugSession(model, config, probe, out_dir)
 
-    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, *, setup, **options) -> Path:
         from .export import export_symbol
 
-        return export_symbol(artifact_dir, out_dir)
+        return export_symbol(artifact_dir, out_dir, setup)

@@ -4,7 +4,8 @@ This is the pair the SageMaker MXNet inference container (and ``mx.gluon.SymbolB
 loads. The export folder is the model folder plus that pair, so it stays loadable and
 servable by bertbridge too. Symbol inputs: ``data0`` input ids, ``data1`` token type ids
 (float32, [batch, sequence]) and ``data2`` valid length (float32, [batch]: the count of real
-tokens, padding on the right); output: logits (float32, [batch, num_labels]). The export is
+tokens, padding on the right); output: logits (float32, [batch, num_labels]; for question
+answering [batch, sequence, 2]: start and end logits, last axis). The export is
 checked against the model on other shapes than it was traced with (≤ 1e-4) before it is kept.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError
-from bertbridge.core.io.artifacts import Manifest, atomic_directory, copy_files
+from bertbridge.core.io.artifacts import atomic_directory, copy_files
 
 from .model import MXClassifier, mx
 
@@ -44,9 +45,7 @@ def load_symbol(folder: Path):
         return mx.gluon.SymbolBlock.imports(str(folder / SYMBOL), ["data0", "data1", "data2"], str(folder / PARAMS))
 
 
-def export_symbol(artifact_dir: Path, out_dir: Path) -> Path:
-    manifest = Manifest.read(artifact_dir)
-    setup = ModelSetup(len(manifest.labels), manifest.multi_label, dict(enumerate(manifest.labels)), seed=0)
+def export_symbol(artifact_dir: Path, out_dir: Path, setup: ModelSetup) -> Path:
     clf = MXClassifier.from_artifact(Path(artifact_dir), setup)
     vocab = int(clf.config["vocab_size"])
     clf.logits(_sample(2, 16, vocab, 0))  # builds the cached graph that export writes
@@ -56,7 +55,8 @@ def export_symbol(artifact_dir: Path, out_dir: Path) -> Path:
         (staging / "mxnet-signature.json").write_text(json.dumps({
             "symbol": SYMBOL, "params": PARAMS,
             "inputs": {"data0": "input_ids", "data1": "token_type_ids", "data2": "valid_length (real tokens per row)"},
-            "outputs": ["logits"], "dtype": "float32",
+            "outputs": ["logits"] if setup.head == "sequence" else ["start_end_logits (last axis: start, end)"],
+            "dtype": "float32",
         }, indent=2) + "\n", encoding="utf-8")
         net = load_symbol(staging)
         for batch, length, seed in ((1, 7, 1), (5, 40, 2)):

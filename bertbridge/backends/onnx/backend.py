@@ -14,7 +14,8 @@ class OnnxBackend(Backend):
     extra = "onnx"
     requires = ("onnxruntime",)
     distributions = ("onnxruntime", "onnxruntime-gpu")
-    tasks = ("text_classification",)
+    tasks = ("text_classification", "question_answering")
+    heads = ("sequence", "span")
     trains = False
 
     def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
@@ -23,4 +24,4 @@ class OnnxBackend(Backend):
             raise ArtifactError(f"{artifact_dir}: no model.onnx. Create it with: bertbridge export {artifact_dir} --format onnx --out DIR")
         from .model import OnnxClassifier
 
-        return OnnxClassifier(path)
+        return OnnxClassifier(path, setup.head)

@@ -8,19 +8,31 @@ import numpy as np
 import onnxruntime as ort
 
 from bertbridge.core.backend import Batch, InferenceModel
-from bertbridge.core.errors import NotSupportedError
+from bertbridge.core.errors import ArtifactError, NotSupportedError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+OUTPUTS = {"sequence": ("logits",), "span": ("start_logits", "end_logits")}
+
+
 class OnnxClassifier(InferenceModel):
-    def __init__(self, path: Path) -> None:
+    """An exported ``model.onnx``: ``logits`` (B, L) for a classifier; for question answering
+    ``start_logits`` and ``end_logits`` (B, T), stacked into the contract's (B, T, 2)."""
+
+    def __init__(self, path: Path, head: str = "sequence") -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.outputs = list(OUTPUTS[head])
+        found = [o.name for o in self.session.get_outputs()]
+        if not set(self.outputs) <= set(found):
+            raise ArtifactError(f"{path}: outputs {found}, but a {head!r}-head model needs {self.outputs}. "
+                                "The export does not belong to this model folder; export it again with bertbridge export.")
 
     def logits(self, batch: Batch) -> np.ndarray:
-        return self.session.run(["logits"], {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in INPUTS})[0]
+        out = self.session.run(self.outputs, {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in INPUTS})
+        return out[0] if len(out) == 1 else np.stack(out, axis=-1)
 
     def save(self, directory: Path) -> None:
         raise NotSupportedError("an ONNX export is saved by bertbridge export; it cannot be re-saved as weights.")

@@ -57,8 +57,8 @@ class PyTorchBackend(Backend):
 
         return Torchrun(process_count_per_node=processes_per_host)
 
-    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, *, setup, **options) -> Path:
         """``torchscript`` or ``onnx`` (needs onnx + onnxruntime: pip install 'bertbridge[onnx]')."""
         from .export import export
 
-        return export(artifact_dir, fmt, out_dir)
+        return export(artifact_dir, fmt, out_dir, setup)

@@ -2,9 +2,12 @@
 
 An export folder is the model folder (so it stays loadable and servable) plus
 ``model.torchscript.pt`` or ``model.onnx``: inputs ``input_ids``, ``attention_mask``,
-``token_type_ids`` (int64, [batch, sequence], both axes dynamic), output ``logits``
-(float32, [batch, num_labels]). The export is verified on inputs of other batch sizes
-and lengths than it was traced with; a difference over 1e-4 fails the export.
+``token_type_ids`` (int64, [batch, sequence], both axes dynamic). Outputs follow the
+model's head: ``logits`` (float32, [batch, num_labels]) for a classifier;
+``start_logits`` and ``end_logits`` (float32, [batch, sequence]) for question answering
+(the answer span is picked from them by the same windowing and post-processing as
+every other path: :mod:`bertbridge.core.tasks.qa`). The export is verified on inputs of
+other batch sizes and lengths than it was traced with; a difference over 1e-4 fails the export.
 """
 
 from __future__ import annotations
@@ -17,22 +20,37 @@ import torch
 
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError
-from bertbridge.core.io.artifacts import Manifest, atomic_directory, copy_files
+from bertbridge.core.io.artifacts import atomic_directory, copy_files
 
 from .model import TorchClassifier, _quiet_transformers
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOLERANCE = 1e-4
+OUTPUTS = {"sequence": ("logits",), "span": ("start_logits", "end_logits")}
 
 
 class _Logits(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
+    """The model with plain tensor inputs and the head's outputs (a tuple for ``span``)."""
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...]) -> None:
         super().__init__()
         self.model = model
+        self.outputs = outputs
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        if len(self.outputs) == 1:
+            return getattr(out, self.outputs[0])
+        return tuple(getattr(out, name) for name in self.outputs)
+
+
+def as_logits(outputs) -> np.ndarray:
+    """One output array as the inference contract's logits: ``(B, L)``, or ``(B, T, 2)`` from start and end."""
+    if isinstance(outputs, (list, tuple)):
+        arrays = [o.numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outputs]
+        return arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=-1)
+    return outputs.numpy() if isinstance(outputs, torch.Tensor) else np.asarray(outputs)
 
 
 def _sample(batch: int, length: int, vocab: int, seed: int) -> dict[str, np.ndarray]:
@@ -43,17 +61,16 @@ def _sample(batch: int, length: int, vocab: int, seed: int) -> dict[str, np.ndar
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
-def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
+def export(artifact_dir: Path, fmt: str, out_dir: Path, setup: ModelSetup) -> Path:
     if fmt == "onnx":
         import importlib.util
 
         missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
             raise BackendUnavailableError(f"ONNX export needs {', '.join(missing)}: pip install 'bertbridge[onnx]'")
-    manifest = Manifest.read(artifact_dir)
-    setup = ModelSetup(len(manifest.labels), manifest.multi_label, dict(enumerate(manifest.labels)), seed=0)
+    outputs = OUTPUTS[setup.head]
     clf = TorchClassifier.from_artifact(artifact_dir, setup, attention="eager")  # traceable attention
-    module = _Logits(clf.model.eval()).eval()
+    module = _Logits(clf.model.eval(), outputs).eval()
     vocab = int(clf.model.config.vocab_size)
     example = _sample(2, 16, vocab, 0)
     with atomic_directory(Path(out_dir)) as staging:
@@ -76,7 +93,7 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
                 # the logits' batch axis follows from the inputs'.
                 batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
                 torch.onnx.export(
-                    module, args, str(path), input_names=list(INPUTS), output_names=["logits"],
+                    module, args, str(path), input_names=list(INPUTS), output_names=list(outputs),
                     dynamic_shapes={k: {0: batch, 1: sequence} for k in INPUTS},
                     opset_version=18, dynamo=True, verbose=False,
                 )
@@ -86,19 +103,19 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path) -> Path:
 
 
 def run_export(fmt: str, path: Path):
-    """A callable numpy batch -> logits for an exported file."""
+    """A callable numpy batch -> logits (the inference contract's shape, see :func:`as_logits`) for an exported file."""
     if fmt == "torchscript":
         scripted = torch.jit.load(str(path)).eval()
 
         def run(batch):
             with torch.no_grad():
-                return scripted(*(torch.from_numpy(batch[k]) for k in INPUTS)).numpy()
+                return as_logits(scripted(*(torch.from_numpy(batch[k]) for k in INPUTS)))
 
         return run
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda batch: session.run(["logits"], {k: batch[k] for k in INPUTS})[0]
+    return lambda batch: as_logits(session.run(None, {k: batch[k] for k in INPUTS}))
 
 
 def _verify(fmt: str, path: Path, module: torch.nn.Module, vocab: int) -> None:
@@ -106,7 +123,7 @@ def _verify(fmt: str, path: Path, module: torch.nn.Module, vocab: int) -> None:
     for batch, length, seed in ((1, 7, 1), (5, 40, 2)):  # not the traced shape
         sample = _sample(batch, length, vocab, seed)
         with torch.no_grad():
-            want = module(*(torch.from_numpy(sample[k]) for k in INPUTS)).numpy()
+            want = as_logits(module(*(torch.from_numpy(sample[k]) for k in INPUTS)))
         diff = float(np.abs(run(sample) - want).max())
         if diff > TOLERANCE:
             raise ArtifactError(f"{path}: the {fmt} export differs from the model by {diff:.2e} (> {TOLERANCE}); it was not saved.")

@@ -55,20 +55,22 @@ class TensorFlowBackend(Backend):
     def package_for_serving(self, artifact_dir: Path, out_dir: Path) -> None:
         """TF Serving layout (``1/`` SavedModel + ``code/`` handlers), plus the model folder's
         files at the root so ``bertbridge serve`` answers from the same tarball. Models of tasks the
-        export formats do not serve (question answering) get the model folder only (served by
-        ``bertbridge serve``; no SavedModel signature for them yet)."""
+        export formats do not serve (a third party's, unless it says so) get the model folder only
+        (served by ``bertbridge serve``)."""
         from bertbridge.core.io.artifacts import Manifest, copy_files
         from bertbridge.core.plugins.registry import tasks
 
         copy_files(artifact_dir, out_dir)
-        if tasks().get(Manifest.read(artifact_dir).task).exportable:  # the SavedModel signature classifies
-            self.export(artifact_dir, "savedmodel", out_dir, version=1)
+        manifest = Manifest.read(artifact_dir)
+        task = tasks().get(manifest.task)
+        if task.exportable:
+            self.export(artifact_dir, "savedmodel", out_dir, setup=task.model_setup(manifest), version=1)
 
     def serving_environment(self) -> dict[str, str]:
         """TensorFlow Serving finds ``1/`` and the ``code/inference.py`` handlers by itself."""
         return {}
 
-    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, **options) -> Path:
+    def export(self, artifact_dir: Path, fmt: str, out_dir: Path, *, setup, **options) -> Path:
         from .export import export_savedmodel
 
-        return export_savedmodel(artifact_dir, out_dir, version=int(options.get("version", 1)))
+        return export_savedmodel(artifact_dir, out_dir, setup, version=int(options.get("version", 1)))

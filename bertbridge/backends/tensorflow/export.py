@@ -10,9 +10,16 @@ Layout (what the SageMaker TensorFlow Serving container expects inside model.tar
       code/tokenizer.json, code/bertbridge.json
 
 Serving signature ``serving_default``: inputs ``input_ids``, ``attention_mask``,
-``token_type_ids`` (int64, [batch, length]); outputs ``logits`` and
+``token_type_ids`` (int64, [batch, length]); outputs, for a classifier, ``logits`` and
 ``probabilities`` (float32, [batch, num_labels]; softmax, or sigmoid for
-multi-label models).
+multi-label models); for question answering ``start_logits`` and ``end_logits``
+(float32, [batch, length]).
+
+A question-answering export's ``code/`` holds ``inference.py`` with the container's
+single ``handler`` (it windows each context, sends the windows to TF Serving's REST API and
+picks the answers with bertbridge's own post-processing, so a context longer than one
+window is answered, not cut) and the bertbridge package it runs on (pure Python; its
+``requirements.txt`` lists numpy and tokenizers among the rest).
 """
 
 from __future__ import annotations
@@ -26,46 +33,68 @@ import tensorflow as tf
 
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError
-from bertbridge.core.io.artifacts import MANIFEST_NAME, Manifest
+from bertbridge.core.io.artifacts import MANIFEST_NAME
+from bertbridge.core.io.vendor import CORE_REQUIREMENTS, vendor_package
 from bertbridge.core.serving import protocol as serving
+from bertbridge.core.text.tokenize import TOKENIZER_FILES
 
 from .model import TFClassifier
 
 
+_SIGNATURE = [
+    tf.TensorSpec([None, None], tf.int64, name="input_ids"),
+    tf.TensorSpec([None, None], tf.int64, name="attention_mask"),
+    tf.TensorSpec([None, None], tf.int64, name="token_type_ids"),
+]
+
+
 class _Servable(tf.Module):
-    def __init__(self, classifier: TFClassifier, multi_label: bool) -> None:
+    """A classifier's ``serving_default``: logits and probabilities."""
+
+    def __init__(self, classifier: TFClassifier, setup: ModelSetup) -> None:
         super().__init__()
         self.bert = classifier.module
-        self.multi_label = multi_label
+        self.multi_label = setup.multi_label
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None], tf.int64, name="input_ids"),
-        tf.TensorSpec([None, None], tf.int64, name="attention_mask"),
-        tf.TensorSpec([None, None], tf.int64, name="token_type_ids"),
-    ])
+    @tf.function(input_signature=_SIGNATURE)
     def serve(self, input_ids, attention_mask, token_type_ids):
         logits = self.bert(input_ids, attention_mask, token_type_ids, training=False)
         probs = tf.sigmoid(logits) if self.multi_label else tf.nn.softmax(logits, axis=-1)
         return {"logits": logits, "probabilities": probs}
 
 
-def export_savedmodel(artifact_dir: Path, out_dir: Path, *, version: int = 1) -> Path:
+class _SpanServable(tf.Module):
+    """A question-answering model's ``serving_default``: start and end logits of every token."""
+
+    def __init__(self, classifier: TFClassifier, setup: ModelSetup) -> None:
+        super().__init__()
+        self.bert = classifier.module
+
+    @tf.function(input_signature=_SIGNATURE)
+    def serve(self, input_ids, attention_mask, token_type_ids):
+        logits = self.bert(input_ids, attention_mask, token_type_ids, training=False)
+        return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
+
+
+_SERVABLES = {"sequence": (_Servable, "inference.py"), "span": (_SpanServable, "qa_inference.py")}
+
+
+def export_savedmodel(artifact_dir: Path, out_dir: Path, setup: ModelSetup, *, version: int = 1) -> Path:
     """Write ``out_dir/<version>`` (refusing to overwrite an existing version) and ``out_dir/code``."""
     if version < 1:
         raise ArtifactError(f"version must be a positive integer (TF Serving numbers versions), got {version}.")
-    manifest = Manifest.read(artifact_dir)
     out_dir = Path(out_dir)
     target = out_dir / str(version)
     if target.exists():
         raise ArtifactError(f"{target}: version {version} already exists; TF Serving versions are immutable. Pass another --version.")
-    setup = ModelSetup(len(manifest.labels), manifest.multi_label, dict(enumerate(manifest.labels)), seed=0)
-    servable = _Servable(TFClassifier.from_artifact(artifact_dir, setup), manifest.multi_label)
+    servable_type, handler = _SERVABLES[setup.head]
+    servable = servable_type(TFClassifier.from_artifact(artifact_dir, setup), setup)
     out_dir.mkdir(parents=True, exist_ok=True)
     version_tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=out_dir))
     code_tmp = Path(tempfile.mkdtemp(prefix=".code.tmp-", dir=out_dir))
     try:
         tf.saved_model.save(servable, str(version_tmp), signatures={"serving_default": servable.serve})
-        _write_code(code_tmp, Path(artifact_dir))
+        _write_code(code_tmp, Path(artifact_dir), handler)
         os.replace(version_tmp, target)
         old_code = out_dir / f".code.old-{code_tmp.name}"
         if (out_dir / "code").exists():
@@ -78,9 +107,14 @@ def export_savedmodel(artifact_dir: Path, out_dir: Path, *, version: int = 1) ->
     return target
 
 
-def _write_code(code: Path, artifact_dir: Path) -> None:
-    shutil.copyfile(Path(__file__).parent / "serving_code" / "inference.py", code / "inference.py")
-    shutil.copyfile(serving.__file__, code / "bertbridge_serving.py")
-    shutil.copyfile(artifact_dir / "tokenizer.json", code / "tokenizer.json")
-    shutil.copyfile(artifact_dir / MANIFEST_NAME, code / MANIFEST_NAME)
-    (code / "requirements.txt").write_text("numpy\ntokenizers>=0.19\n", encoding="utf-8")
+def _write_code(code: Path, artifact_dir: Path, handler: str) -> None:
+    shutil.copyfile(Path(__file__).parent / "serving_code" / handler, code / "inference.py")
+    for name in (MANIFEST_NAME, "config.json", *TOKENIZER_FILES):
+        if (artifact_dir / name).is_file():
+            shutil.copyfile(artifact_dir / name, code / name)
+    if handler == "inference.py":  # the classifier's handlers need the contract module only
+        shutil.copyfile(serving.__file__, code / "bertbridge_serving.py")
+        (code / "requirements.txt").write_text("numpy\ntokenizers>=0.19\n", encoding="utf-8")
+        return
+    vendor_package(code)  # question answering runs bertbridge's windowing and post-processing
+    (code / "requirements.txt").write_text("\n".join(CORE_REQUIREMENTS) + "\n", encoding="utf-8")

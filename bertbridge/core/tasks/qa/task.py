@@ -30,6 +30,7 @@ class QuestionAnsweringTask(Task):
     summary = "extractive answers to questions about a context; SQuAD v1.1/v2.0 JSON data"
     train_hint = "a SQuAD-format JSON file (v1.1 or v2.0)"
     head = "span"
+    exportable = True  # ONNX / TorchScript / SavedModel / MXNet symbol outputs: start_logits, end_logits
 
     def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
         return MONITORS
