@@ -30,3 +30,14 @@ def measure(predict_one, predict_batch, texts: list[str], batch_size: int = 32) 
     for i in range(0, len(batch), batch_size):
         predict_batch(batch[i : i + batch_size])
     return 1000 * statistics.median(singles), len(batch) / (time.perf_counter() - start)
+
+
+def trainer_warmup(ratio: float) -> dict:
+    """``TrainingArguments`` keywords for a warmup over ``ratio`` of the steps: transformers 5
+    folded ``warmup_ratio`` into ``warmup_steps`` (a float below 1 is a ratio there)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"warmup_ratio": ratio} if "warmup_ratio" in names else {"warmup_steps": ratio}

@@ -40,6 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import trainer_warmup  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -150,7 +152,7 @@ def run_trainer(args, train_path: Path, dev_path: Path, out: Path) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     targs = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
-        learning_rate=args.learning_rate, num_train_epochs=args.epochs, weight_decay=0.0, warmup_ratio=0.0,
+        learning_rate=args.learning_rate, num_train_epochs=args.epochs, weight_decay=0.0, **trainer_warmup(0.0),
         max_grad_norm=1.0, lr_scheduler_type="linear", seed=args.seed, report_to=[], save_strategy="no",
         logging_strategy="no", eval_strategy="no", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
         bf16=args.mixed_precision,

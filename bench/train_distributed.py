@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import trainer_warmup  # noqa: E402
 from train_classification import head_rows  # noqa: E402
 
 BATCH = 32
@@ -114,7 +115,7 @@ def peer_worker(args, train: Path, dev: Path, out: Path) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     targs = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=BATCH // world, per_device_eval_batch_size=64,
-        learning_rate=args.learning_rate, num_train_epochs=args.epochs, weight_decay=0.0, warmup_ratio=0.0,
+        learning_rate=args.learning_rate, num_train_epochs=args.epochs, weight_decay=0.0, **trainer_warmup(0.0),
         max_grad_norm=1.0, lr_scheduler_type="linear", seed=args.seed, report_to=[], save_strategy="no",
         logging_strategy="no", eval_strategy="no", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
         ddp_backend="gloo" if world > 1 else None,
