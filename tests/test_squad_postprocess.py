@@ -232,7 +232,7 @@ def test_five_thousand_windows_postprocess_quickly():
     preds = postprocess(examples, feats, s, e, v2=True)
     elapsed = time.perf_counter() - t0
     assert len(preds) == n_ex and len(feats) == 5000
-    assert elapsed < 3.0, elapsed  # typically ~0.2 s
+    assert elapsed < 10.0, elapsed  # typically ~0.2 s; the bound catches a quadratic blow-up, not noise (3.1 s seen under load)
 
 
 def test_features_must_match_the_examples():
