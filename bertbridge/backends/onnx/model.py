@@ -11,8 +11,6 @@ from bertbridge.core.backend import Batch, InferenceModel
 from bertbridge.core.errors import ArtifactError, NotSupportedError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
 OUTPUTS = {"sequence": ("logits",), "span": ("start_logits", "end_logits")}
 
 
