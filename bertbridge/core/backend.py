@@ -42,6 +42,10 @@ Batch = Mapping[str, np.ndarray]
 HEADS = ("sequence", "span")
 
 
+EXPORT_OUTPUTS = {"sequence": ("logits",), "span": ("start_logits", "end_logits")}
+"""Output names of an exported model, per head (what every exporter writes and every export loader reads)."""
+
+
 @dataclass(frozen=True)
 class ModelSetup:
     """What a backend needs to build a model.

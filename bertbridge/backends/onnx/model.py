@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bertbridge.core.backend import Batch, InferenceModel
+from bertbridge.core.backend import EXPORT_OUTPUTS, Batch, InferenceModel
 from bertbridge.core.errors import ArtifactError, NotSupportedError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUTS = {"sequence": ("logits",), "span": ("start_logits", "end_logits")}
 
 
 class OnnxClassifier(InferenceModel):
@@ -22,7 +21,7 @@ class OnnxClassifier(InferenceModel):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.outputs = list(OUTPUTS[head])
+        self.outputs = list(EXPORT_OUTPUTS[head])
         found = [o.name for o in self.session.get_outputs()]
         if not set(self.outputs) <= set(found):
             raise ArtifactError(f"{path}: outputs {found}, but a {head!r}-head model needs {self.outputs}. "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertbridge.core.backend import ModelSetup
+from bertbridge.core.backend import EXPORT_OUTPUTS, ModelSetup
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError
 from bertbridge.core.io.artifacts import atomic_directory, copy_files
 
@@ -27,7 +27,6 @@ from .model import TorchClassifier, _quiet_transformers
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOLERANCE = 1e-4
-OUTPUTS = {"sequence": ("logits",), "span": ("start_logits", "end_logits")}
 
 
 class _Logits(torch.nn.Module):
@@ -68,7 +67,7 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path, setup: ModelSetup) -> Pa
         missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
             raise BackendUnavailableError(f"ONNX export needs {', '.join(missing)}: pip install 'bertbridge[onnx]'")
-    outputs = OUTPUTS[setup.head]
+    outputs = EXPORT_OUTPUTS[setup.head]
     clf = TorchClassifier.from_artifact(artifact_dir, setup, attention="eager")  # traceable attention
     module = _Logits(clf.model.eval(), outputs).eval()
     vocab = int(clf.model.config.vocab_size)
