@@ -75,7 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="minilm")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="a bertbridge spec override, as 'bertbridge train --set' takes (repeatable)")
-    p.add_argument("--no-peer", action="store_true")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--no-peer", action="store_true", help="train bertbridge only")
+    only.add_argument("--peer-only", action="store_true", help="train the peer only (more seeds of it, say)")
     p.add_argument("--worker", nargs=3, metavar=("TRAIN", "DEV", "OUT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -360,20 +362,22 @@ def main() -> None:
         tmp = Path(tmp)
         split = split_articles(data, args.train_articles, args.eval_articles, args.train_questions, tmp)
         with contextlib.redirect_stdout(io.StringIO()):  # keep stdout to the one JSON line
-            ours = run_backend(args, split["train"], split["dev"], tmp / "ours")
+            ours = {} if args.peer_only else run_backend(args, split["train"], split["dev"], tmp / "ours")
             peer = {} if args.no_peer else run_peer(args, split["train"], split["dev"], tmp / "peer")
             mismatches = window_mismatches(args, split["train"])
-    line = {"bench": "train_qa", "backend": args.backend, "model": args.model, "data": data.name,
+    line = {"bench": "train_qa", "backend": None if args.peer_only else args.backend, "model": args.model, "data": data.name,
             "train_articles": "{}-{}".format(*args.train_articles), "eval_articles": "{}-{}".format(*args.eval_articles),
             "train_questions": split["train_questions"], "eval_questions": split["eval_questions"],
             "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride, "seed": args.seed,
             "window_mismatches": mismatches, "overrides": args.overrides}
-    per_question = ours.pop("per_question_f1")
+    per_question = ours.pop("per_question_f1", None)
     line.update(ours)
     if peer:
         peer_per_question = peer.pop("peer_per_question_f1")
-        line.update({"peer": "hf-run_qa", **peer, "speedup": ours["train_samples_per_s"] / peer["peer_train_samples_per_s"],
+        line.update({"peer": "hf-run_qa", **peer})
+    if ours and peer:
+        line.update({"speedup": ours["train_samples_per_s"] / peer["peer_train_samples_per_s"],
                      "f1_diff_ci95": paired_bootstrap(per_question, peer_per_question)})
     line["bench_wall_s"] = time.perf_counter() - started
     print(json.dumps({k: _round(v) for k, v in line.items()}))
