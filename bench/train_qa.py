@@ -75,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="minilm")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="a bertbridge spec override, as 'bertbridge train --set' takes (repeatable)")
+    p.add_argument("--check-onnx", action="store_true",
+                   help="also export the trained model to ONNX and answer the evaluation questions with it")
     only = p.add_mutually_exclusive_group()
     only.add_argument("--no-peer", action="store_true", help="train bertbridge only")
     only.add_argument("--peer-only", action="store_true", help="train the peer only (more seeds of it, say)")
@@ -170,10 +172,26 @@ def run_bertbridge(args, train: Path, dev: Path, out: Path) -> dict:
     answers = {p.id: p.text for p in predictions}
     scores = evaluate(split.squad.examples, answers)
     result = qa.training_result
-    return {"exact_match": scores["exact"], "f1": scores["f1"], "train_samples_per_s": result.train_samples_per_s,
+    exports = onnx_agreement(qa, dev, answers, out.parent / "onnx") if args.check_onnx else {}
+    return {**exports, "exact_match": scores["exact"], "f1": scores["f1"], "train_samples_per_s": result.train_samples_per_s,
             "train_seconds": result.train_seconds, "train_windows": int(qa.metrics["train_windows"]),
             "eval_seconds": eval_seconds, "wall_s": time.perf_counter() - start,
             "per_question_f1": [f1(answers[e.id], [a.text for a in e.answers], v2=split.squad.v2) for e in split.squad.examples]}
+
+
+def onnx_agreement(qa, dev: Path, answers: dict, out: Path) -> dict:
+    """The trained model exported to ONNX and served by the onnx backend: its F1 and the share of
+    evaluation questions it answers exactly as the model does."""
+    import bertbridge
+    from bertbridge.core.tasks.qa.metrics import evaluate
+
+    served = bertbridge.load(bertbridge.export(qa.path, "onnx", out).parent, backend="onnx")
+    split = served.read_split(dev)
+    start = time.perf_counter()
+    theirs = {p.id: p.text for p in served.answer(split.squad.examples, split.features)}
+    seconds = time.perf_counter() - start
+    return {"onnx_f1": evaluate(split.squad.examples, theirs)["f1"], "onnx_eval_seconds": seconds,
+            "onnx_same_answers": sum(theirs[k] == v for k, v in answers.items()) / len(answers)}
 
 
 def run_backend(args, train: Path, dev: Path, out: Path) -> dict:
