@@ -70,7 +70,9 @@ def test_prediction_input_may_lack_labels(tmp_path):
     [
         ("d.tsv", "sentence\tlabel\nhi\t1\n", {}, r"d\.tsv, line 1 \(header\): no column 'text'; the header has 'sentence', 'label'\. Set data\.text_column"),
         ("d.tsv", "text\tlabel\nfine\t1\n   \t0\n", {}, r"d\.tsv, line 3: column 'text' \(data\.text_column\) is empty\. Fill in the text or remove the row"),
-        ("d.tsv", "text\tlabel\nfine\t1\nmissing tab\n", {}, r"d\.tsv, line 3: has 1 field\(s\) but data\.label_column is field 2"),
+        ("d.tsv", "text\tlabel\nfine\t1\nmissing tab\n", {}, r"d\.tsv, line 3: 1 field\(s\), but the header has 2\. .*cannot hold a tab"),
+        ("d.tsv", "fine\t1\nmissing tab\n", {"header": False, "text_column": 0, "label_column": 1}, r"d\.tsv, line 2: 1 field\(s\), but the first row has 2"),
+        ("d.tsv", "x\t1\nfine\t1\t\n", {"header": False, "text_column": 0, "label_column": 1}, r"line 2: 3 field\(s\), but the first row has 2"),
         ("d.tsv", "text\tlabel\nfine\t\n", {}, r"d\.tsv, line 2: label column 'label' is empty"),
         ("d.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n', {}, r"d\.jsonl, line 2: expected a JSON object"),
         ("d.jsonl", '{"text": "a", "label": 1}\n{"text": \n', {}, r"d\.jsonl, line 2: invalid JSON"),
@@ -85,6 +87,27 @@ def test_bad_rows_name_file_line_and_fix(tmp_path, name, content, cfg, message):
     f = _write(tmp_path / name, content)
     with pytest.raises(DataError, match=message):
         read_examples(f, DataConfig(**cfg))
+
+
+def test_a_stray_tab_is_an_error_not_a_new_label(tmp_path):
+    # a tab inside the text used to shift the label: the model trained with a class 'film , really'
+    f = _write(tmp_path / "d.tsv", "sentence\tlabel\ngood\t1\na fine\tfilm , really\t1\n")
+    with pytest.raises(DataError, match=r"d\.tsv, line 3: 3 field\(s\), but the header has 2\. .*replace tabs inside the text"):
+        read_examples(f, DataConfig(text_column="sentence"))
+    g = _write(tmp_path / "d.csv", "text,label\ngood,1\na fine,film, really,1\n")
+    with pytest.raises(DataError, match=r"d\.csv, line 3: 4 field\(s\), but the header has 2\. .*quote a field"):
+        read_examples(g, DataConfig())
+
+
+@pytest.mark.parametrize("fmt, sep", [("tsv", "\t"), ("csv", ",")])
+def test_fields_longer_than_the_csv_modules_default_limit_are_read(tmp_path, fmt, sep):
+    import csv
+
+    long_text = "word " * 60_000  # 300,000 characters: the csv module refuses fields over 131,072 by default
+    f = _write(tmp_path / f"d.{fmt}", f"text{sep}label\n{long_text}{sep}1\nshort{sep}0\n")
+    limit = csv.field_size_limit()
+    assert [len(e.text) for e in read_examples(f, DataConfig())] == [len(long_text.strip()), 5]
+    assert csv.field_size_limit() == limit  # the process-wide limit is put back
 
 
 def test_undecodable_bytes_name_the_line_and_encoding_fix(tmp_path):

@@ -6,14 +6,19 @@ or header, and the fix.
 
 * csv: RFC 4180 (quoted fields may hold commas and newlines).
 * tsv: one example per line, fields split on tabs, no quoting (GLUE style).
+* csv and tsv: every row has as many fields as the header (or, without a header, the
+  first row), so a stray tab or comma is an error rather than a shifted label; a field
+  may be any length (long documents).
 * jsonl: one JSON object per line; columns are keys; multi-label cells are lists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -107,19 +112,46 @@ def _table_rows(path: Path, text: str, fmt: str, cfg: DataConfig) -> Iterator[tu
     else:
         reader = csv.reader(io.StringIO(text, newline=""))
     columns: Optional[dict[str, int]] = None
+    width: Optional[int] = None  # fields per row: the header's, else the first row's
     end = 0
+    with _no_field_size_limit():
+        try:
+            for row in reader:
+                line, end = end + 1, reader.line_num  # a quoted csv record can span lines: report where it starts
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if width is None:
+                    width = len(row)
+                elif len(row) != width:
+                    raise DataError(_width_message(path, line, fmt, len(row), width, cfg.header))
+                if cfg.header and columns is None:
+                    columns = {name.strip(): i for i, name in enumerate(row)}
+                    _check_header(path, columns, cfg)
+                    continue
+                yield line, _row_getter(path, line, row, columns)
+        except csv.Error as exc:
+            raise DataError(f"{path}, line {reader.line_num}: malformed {fmt}: {exc}. Check quoting on that line.") from None
+
+
+def _width_message(path: Path, line: int, fmt: str, got: int, want: int, header: bool) -> str:
+    reference = "the header has" if header else "the first row has"
+    if fmt == "tsv":
+        fix = ("tsv fields cannot hold a tab: replace tabs inside the text with spaces, "
+               "or save the file as csv (which quotes fields)")
+    else:
+        fix = 'quote a field that holds a comma ("a, b"), doubling any quote inside it'
+    return f"{path}, line {line}: {got} field(s), but {reference} {want}. A row must have one field per column: {fix}."
+
+
+@contextlib.contextmanager
+def _no_field_size_limit():
+    """Long documents are real data: lift the csv module's 131,072-character field limit while reading."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
     try:
-        for row in reader:
-            line, end = end + 1, reader.line_num  # a quoted csv record can span lines: report where it starts
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if cfg.header and columns is None:
-                columns = {name.strip(): i for i, name in enumerate(row)}
-                _check_header(path, columns, cfg)
-                continue
-            yield line, _row_getter(path, line, row, columns)
-    except csv.Error as exc:
-        raise DataError(f"{path}, line {reader.line_num}: malformed {fmt}: {exc}. Check quoting on that line.") from None
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _check_header(path: Path, columns: dict[str, int], cfg: DataConfig) -> None:
