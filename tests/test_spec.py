@@ -124,6 +124,48 @@ def test_file_errors_name_the_file(tmp_path):
         TaskSpec.from_file(tmp_path / "field.yaml")
 
 
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    yaml_spec = tmp_path / "dup.yaml"
+    yaml_spec.write_text("data:\n  train: train.tsv\ntraining:\n  epochs: 2\n  batch_size: 8\n  epochs: 3\n")
+    with pytest.raises(SpecError, match=r"dup\.yaml: key 'epochs' appears twice in one mapping \(lines 4 and 6\)"):
+        TaskSpec.from_file(yaml_spec)
+    json_spec = tmp_path / "dup.json"
+    json_spec.write_text('{"data": {"train": "train.tsv"},\n "training": {"epochs": 2,\n   "epochs": 3}}')
+    with pytest.raises(SpecError, match=r"dup\.json: key 'epochs' appears twice in one object \(lines 2, 3\)"):
+        TaskSpec.from_file(json_spec)
+    merged = tmp_path / "merge.yaml"  # a YAML merge key may be overridden: that is not a duplicate
+    merged.write_text("data: {train: train.tsv}\nbase: &base {epochs: 2, batch_size: 4}\n"
+                      "training:\n  <<: *base\n  epochs: 3\n")
+    from bertbridge.core.spec import load_mapping
+
+    assert load_mapping(merged)["training"] == {"epochs": 3, "batch_size": 4}
+
+
+def _laughs(levels: int) -> str:
+    """A "billion laughs" YAML: each level is nine aliases of the one before."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\ntraining: {{epochs: *l{levels - 1}}}\n"
+
+
+def test_yaml_alias_bombs_are_refused_and_errors_stay_short(tmp_path):
+    import time
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_laughs(9))  # 9**9 = 387 million strings once expanded
+    started = time.perf_counter()
+    with pytest.raises(SpecError, match=r"bomb\.yaml: its YAML aliases expand to more than 100,000 values"):
+        TaskSpec.from_file(bomb)
+    assert time.perf_counter() - started < 5
+    small = tmp_path / "small.yaml"
+    levels = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 5)]
+    small.write_text(f"training:\n  epochs: [{', '.join(levels)}]\n")  # 66,000 values: allowed, but not an integer
+    with pytest.raises(SpecError, match=r"spec\.training\.epochs must be an integer") as err:
+        TaskSpec.from_file(small)
+    assert len(str(err.value)) < len(str(small)) + 300  # the value is shown cut, never in full
+
+
 def test_integer_columns_and_numeric_labels_are_accepted():
     spec = TaskSpec.from_dict({"data": {"header": False, "text_column": 3, "label_column": 1, "labels": [0, 1]}})
     assert spec.data.text_column == 3

@@ -22,6 +22,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ class DataConfig:
                 value = getattr(self, name)
                 if value is not None and not isinstance(value, int):
                     raise SpecError(
-                        f"{path}.{name} is {value!r}, but {path}.header is false, so columns are "
+                        f"{path}.{name} is {_show(value)}, but {path}.header is false, so columns are "
                         f"0-based indices: set {path}.{name} to a number, or set header: true."
                     )
         for name in ("text_column", "text_pair_column", "label_column"):
@@ -362,7 +363,10 @@ class TaskSpec:
 # file loading and overrides
 
 def load_mapping(path: Path) -> dict:
-    """Read a YAML or JSON file that must hold a mapping; errors name the file and the fix."""
+    """Read a YAML or JSON file that must hold a mapping; errors name the file and the fix.
+
+    A key given twice in one mapping is refused (naming both lines), and so are YAML aliases
+    that expand to more than :data:`MAX_SPEC_VALUES` values (a "billion laughs" file)."""
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise SpecError(f"{path}: a spec file must end in .yaml, .yml or .json (got {suffix or 'no extension'!r}).")
@@ -372,25 +376,93 @@ def load_mapping(path: Path) -> dict:
         raise SpecError(f"{path}: spec file not found. Check the path (relative paths start from {Path.cwd()}).") from None
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the spec as UTF-8.") from None
-    try:
-        if suffix == ".json":
-            raw = json.loads(text)
-        else:
-            import yaml
-
-            raw = yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
-    except Exception as exc:  # yaml.YAMLError; yaml is imported lazily
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{path}: invalid YAML{where}: {problem}.") from None
+    raw = _parse_json(path, text) if suffix == ".json" else _parse_yaml(path, text)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: the top level must be a mapping of sections (task, data, model, training, ...), got {type(raw).__name__}.")
     return raw
+
+
+MAX_SPEC_VALUES = 100_000
+"""The most values a YAML spec may expand to once its aliases are followed."""
+
+
+def _parse_json(path: Path, text: str) -> Any:
+    def unique(pairs: list) -> dict:
+        keys = [k for k, _ in pairs]
+        for key in keys:
+            if keys.count(key) > 1:
+                lines = [i + 1 for i, line in enumerate(text.splitlines()) if re.search(rf'"{re.escape(key)}"\s*:', line)]
+                where = f" (lines {', '.join(map(str, lines))})" if len(lines) > 1 else ""
+                raise SpecError(f"{path}: key {_show(key)} appears twice in one object{where}; keep one of them.")
+        return dict(pairs)
+
+    try:
+        return json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
+    loader = _spec_loader(path)(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_SPEC_VALUES:
+            raise SpecError(f"{path}: its YAML aliases expand to more than {MAX_SPEC_VALUES:,} values; a spec needs "
+                            "far fewer. Write the values out instead of nesting aliases.")
+        return loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{path}: invalid YAML{where}: {problem}.") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Any, memo: dict) -> int:
+    """Values under ``node`` with every alias followed (shared nodes counted once per use)."""
+    if id(node) not in memo:
+        memo[id(node)] = 0  # a recursive alias: count it once, construction reports it
+        children = node.value if isinstance(node.value, list) else []
+        parts = [c for pair in children for c in (pair if isinstance(pair, tuple) else (pair,))]
+        memo[id(node)] = min(1 + sum(_expanded_size(c, memo) for c in parts), MAX_SPEC_VALUES + 1)
+    return memo[id(node)]
+
+
+def _spec_loader(path: Path):
+    """A safe YAML loader that refuses a key given twice in one mapping, naming both lines."""
+    import yaml
+
+    class SpecLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = key_node.value
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise SpecError(f"{path}: key {_show(key)} appears twice in one mapping (lines {seen[key]} and "
+                                    f"{line}); keep one of them.")
+                seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    return SpecLoader
+
+
+def _show(value: Any) -> str:
+    """``repr`` cut to a readable length (errors never format an unbounded value)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlevel = 80, 80, 2
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 5
+    text = short.repr(value)
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict:
@@ -433,7 +505,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
-        raise SpecError(f"{path} must be a mapping of fields, got {type(data).__name__} {data!r}.")
+        raise SpecError(f"{path} must be a mapping of fields, got {type(data).__name__} {_show(data)}.")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in fields]
@@ -466,14 +538,14 @@ def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> 
         non_none = [a for a in args if a is not type(None)]
         if non_none == [str, int] or non_none == [int, str]:  # Column
             if isinstance(value, bool) or not isinstance(value, (str, int)):
-                raise SpecError(f"{path} must be a column name or a 0-based column index, got {value!r}.")
+                raise SpecError(f"{path} must be a column name or a 0-based column index, got {_show(value)}.")
             return value
         return _coerce(value, non_none[0], path, choices)
     if dataclasses.is_dataclass(tp):
         return _build(tp, {} if value is None else value, path)
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise SpecError(f"{path} must be a list, got {value!r}.")
+            raise SpecError(f"{path} must be a list, got {_show(value)}.")
         if not value:
             raise SpecError(f"{path} must not be an empty list (leave it out instead).")
         if args and args[0] is int:
@@ -481,7 +553,7 @@ def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> 
         for item in value:
             if item is None or isinstance(item, (bool, list, dict)):
                 raise SpecError(
-                    f"{path} has {item!r}, which is not a label name. In YAML, yes/no/true/false/null are not "
+                    f"{path} has {_show(item)}, which is not a label name. In YAML, yes/no/true/false/null are not "
                     "strings: quote them, e.g. ['yes', 'no']."
                 )
         return tuple(str(v) for v in value)
@@ -490,32 +562,32 @@ def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> 
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise SpecError(f"{path} must be true or false, got {value!r}.")
+        raise SpecError(f"{path} must be true or false, got {_show(value)}.")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise SpecError(f"{path} must be an integer, got {value!r}.")
+            raise SpecError(f"{path} must be an integer, got {_show(value)}.")
         return value
     if tp is float:
         if isinstance(value, bool):
-            raise SpecError(f"{path} must be a number, got {value!r}.")
+            raise SpecError(f"{path} must be a number, got {_show(value)}.")
         if isinstance(value, str):
             try:
                 return float(value)
             except ValueError:
-                raise SpecError(f"{path} must be a number, got {value!r}.") from None
+                raise SpecError(f"{path} must be a number, got {_show(value)}.") from None
         if not isinstance(value, (int, float)):
-            raise SpecError(f"{path} must be a number, got {value!r}.")
+            raise SpecError(f"{path} must be a number, got {_show(value)}.")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise SpecError(f"{path} must be a string, got {value!r}.")
+            raise SpecError(f"{path} must be a string, got {_show(value)}.")
         value = str(value)
         if choices and value not in choices:
             close = difflib.get_close_matches(value, choices, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise SpecError(f"{path} is {value!r}; it must be one of: {', '.join(choices)}.{hint}")
+            raise SpecError(f"{path} is {_show(value)}; it must be one of: {', '.join(choices)}.{hint}")
         return value
     raise TypeError(f"unsupported spec field type {tp!r} at {path}")  # a bug in the spec classes
 
