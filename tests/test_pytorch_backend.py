@@ -76,6 +76,19 @@ def test_damaged_weights_are_a_clear_error(trained, tmp_path):
         bertbridge.load(broken)
 
 
+def test_a_manifest_with_a_label_twice_is_refused(trained, tmp_path):
+    import json
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(trained.path, tampered)
+    manifest = json.loads((tampered / "bertbridge.json").read_text())
+    manifest["labels"] = [manifest["labels"][0]] * len(manifest["labels"])
+    (tampered / "bertbridge.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"tampered.*label\(s\) 'negative' more than once.*retrain or restore"):
+        bertbridge.load(tampered)
+
+
 def test_fine_tuning_a_fine_tuned_model_for_other_labels(trained, tmp_path):
     rows = [(t, {"positive": "up", "negative": "down"}[l]) for t, l in toy_sentences(48, 9)]
     rows += [("sports music news", "other")] * 8
