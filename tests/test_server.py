@@ -60,6 +60,10 @@ def test_ping_and_invocations(client):
         (b'"x"', {"content-type": "application/json", "accept": "text/html"}, 406),
         (b'["' + b"x" * 2000 + b'"]', {"content-type": "application/json"}, 413),
         (b'[["a", "b"]]', {"content-type": "application/json"}, 400),
+        # lone UTF-16 surrogates: the tokenizer raised TypeError on them (a 500) before they were refused
+        (b'["\\ud800"]', {"content-type": "application/json"}, 400),
+        (b'{"inputs": ["fine", "half \\udfff"]}', {"content-type": "application/json"}, 400),
+        (b'{"text": "\\ud83d"}\n', {"content-type": "application/jsonlines"}, 400),
     ],
 )
 def test_client_mistakes_get_4xx_and_the_server_keeps_answering(client, body, headers, status):
@@ -68,6 +72,25 @@ def test_client_mistakes_get_4xx_and_the_server_keeps_answering(client, body, he
     assert r.json()["error"]["status"] == status
     assert client.get("/ping").status_code == 200
     assert client.model.calls == []  # nothing malformed reached the model
+
+
+def test_a_lone_surrogate_error_names_the_input_and_the_fix(client):
+    r = client.post("/invocations", content=b'["ok", "emoji \\ud83d"]', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "input 1: character 6 is a lone UTF-16 surrogate (\\ud83d)" in r.json()["error"]["message"]
+    r = client.post("/invocations", content=b'["ok \\ud83d\\ude00"]', headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["predictions"][0]["echo"] == "OK \U0001F600"  # a proper pair is text
+
+
+@pytest.mark.parametrize("method, path, status", [("GET", "/nowhere", 404), ("GET", "/invocations", 405),
+                                                  ("DELETE", "/ping", 405)])
+def test_unknown_paths_and_methods_get_the_json_error_shape(client, method, path, status):
+    r = client.request(method, path)
+    assert r.status_code == status and r.headers["content-type"].startswith("application/json")
+    error = r.json()["error"]
+    assert error["status"] == status and f"{method} {path}" in error["message"] and "POST /invocations" in error["message"]
+    if status == 405:
+        assert "allow" in r.headers  # still says which methods the path takes
 
 
 def test_concurrent_requests_are_micro_batched():

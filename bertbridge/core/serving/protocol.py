@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -128,7 +129,31 @@ def parse_items(body: Union[bytes, str], content_type: Optional[str]) -> list:
         raise RequestError(400, "no inputs in the request; send at least one text.")
     if len(items) > MAX_INPUTS:
         raise RequestError(413, f"{len(items)} inputs in one request; send at most {MAX_INPUTS}.")
+    try:
+        for i, item in enumerate(items):
+            _check_unicode(item, i)
+    except RecursionError:
+        raise RequestError(400, "the JSON is nested too deeply; send a text or a flat list of texts.") from None
     return items
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_unicode(value: Any, i: int) -> None:
+    """JSON's ``\\uXXXX`` escapes can spell half of a surrogate pair, which is not a character."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        if found:
+            raise RequestError(400, f"input {i}: character {found.start()} is a lone UTF-16 surrogate "
+                                    f"(\\u{ord(found.group()):04x}), which is not text. Escape a character beyond "
+                                    "U+FFFF as a surrogate pair (\\ud83d\\ude00) or send it as UTF-8.")
+    elif isinstance(value, dict):
+        for v in value.values():
+            _check_unicode(v, i)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_unicode(v, i)
 
 
 def _json_items(payload: Any) -> list:

@@ -108,6 +108,7 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
     checks request items against the model (default: single texts, or pairs with ``text_pair``)."""
     normalize = normalize or (lambda items: serving.normalize_inputs(items, text_pair))
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
@@ -116,6 +117,14 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
 
     def error(exc: serving.RequestError) -> Response:
         return Response(exc.body(), status_code=exc.status, media_type=serving.JSON)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        """404 and 405 in the contract's JSON error shape (Starlette answers them in plain text)."""
+        where = f"{request.method} {request.url.path}"
+        message = {404: f"no such path: {where}.", 405: f"{where} is not allowed."}.get(exc.status_code, str(exc.detail))
+        message += " The server answers GET /ping and POST /invocations."
+        return Response(serving.RequestError(exc.status_code, message).body(), status_code=exc.status_code,
+                        media_type=serving.JSON, headers=exc.headers)
 
     async def ping(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -166,7 +175,8 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
         await batcher.stop()  # in-flight requests are answered before this returns
         print(json.dumps({"event": "stopped", "batches": batcher.batches}), flush=True)
 
-    app = Starlette(routes=[Route("/ping", ping), Route("/invocations", invocations, methods=["POST"])], lifespan=lifespan)
+    app = Starlette(routes=[Route("/ping", ping), Route("/invocations", invocations, methods=["POST"])], lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error})
     app.state.batcher = batcher
     return app
 
