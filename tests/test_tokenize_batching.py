@@ -25,6 +25,62 @@ def test_pairs_get_segment_ids(tokenizer_dir):
     assert out.token_type_ids[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
+def _words(n: int, seed: int) -> str:
+    """``n`` words with punctuation and line breaks (some unknown to the tiny vocabulary)."""
+    rng = np.random.default_rng(seed)
+    pool = ["good", "film", "the", "plot", ".", ",", "unknownword", "superb\n", "Quite", "dull", "lovely,", "?"]
+    return " ".join(pool[i] for i in rng.integers(0, len(pool), n))
+
+
+@pytest.mark.parametrize("max_length", [4, 16, 64])
+def test_long_texts_are_cut_before_tokenizing_with_the_same_result(tokenizer_dir, monkeypatch, max_length):
+    enc = TextEncoder.from_pretrained(tokenizer_dir)
+    # pairs: one side may be long; the other stays under PAIR_PREFIX_FACTOR * max_length tokens
+    texts = [_words(3000, 1), _words(2 * max_length, 2), "good film", _words(max_length, 3)]
+    pairs = ["bad plot .", _words(3000, 4), _words(3000, 5), "x"]
+    cut_single, cut_pairs = enc.encode(texts, max_length=max_length), enc.encode(texts, pairs, max_length=max_length)
+    assert len(enc.usable_prefix(texts[0], max_length)) < len(texts[0]) // 10
+    monkeypatch.setattr(TextEncoder, "usable_prefix", lambda self, text, max_tokens: text)  # tokenize whole
+    whole_single, whole_pairs = enc.encode(texts, max_length=max_length), enc.encode(texts, pairs, max_length=max_length)
+    for cut, whole in ((cut_single, whole_single), (cut_pairs, whole_pairs)):
+        assert [a.tolist() for a in cut.input_ids] == [a.tolist() for a in whole.input_ids]
+        assert [a.tolist() for a in cut.token_type_ids] == [a.tolist() for a in whole.token_type_ids]
+
+
+class _Recording:
+    """Passes calls to a tokenizer, recording the longest text it was given."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.longest = tokenizer, 0
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def _note(self, text) -> None:
+        texts = text if isinstance(text, tuple) else (text,)
+        self.longest = max(self.longest, *(len(t) for t in texts))
+
+    def encode(self, text, *args, **kwargs):
+        self._note(text)
+        return self.tokenizer.encode(text, *args, **kwargs)
+
+    def encode_batch(self, inputs, *args, **kwargs):
+        for item in inputs:
+            self._note(item)
+        return self.tokenizer.encode_batch(inputs, *args, **kwargs)
+
+
+def test_a_megabyte_text_costs_only_its_usable_start(tokenizer_dir):
+    # uncut, a truncating tokenizer keeps every overflowing chunk of both sides of a pair: a 5 MB
+    # pair ran a 21 GB process out of memory
+    enc = TextEncoder.from_pretrained(tokenizer_dir)
+    enc._tokenizer = spy = _Recording(enc._tokenizer)
+    huge = _words(800_000, 6)
+    out = enc.encode([huge, "x" * 5_000_000], [huge, "good"], max_length=64)
+    assert out.lengths.tolist() == [64, 5]  # the unbroken 5 MB "word" is cut too, then unknown
+    assert spy.longest <= 64 * 64 * 4  # PREFIX_MAX_CHARS_PER_TOKEN * max_length * PAIR_PREFIX_FACTOR
+
+
 def test_folder_with_only_vocab_txt_tokenizes_identically(tokenizer_dir, tmp_path):
     for name in ("vocab.txt", "tokenizer_config.json", "config.json"):
         shutil.copy(tokenizer_dir / name, tmp_path / name)

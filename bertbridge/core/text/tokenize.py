@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,15 @@ import numpy as np
 
 from bertbridge.core.errors import ModelNotFoundError, SpecError
 from bertbridge.core.io.jsonfiles import read_json_object
+
+_WHITESPACE = re.compile(r"\s")
+PREFIX_CHARS_PER_TOKEN = 16
+"""Characters of a long text tokenized first per usable token (more when they hold too few tokens)."""
+PAIR_PREFIX_FACTOR = 4
+"""Pairs keep this many times ``max_length`` tokens of each text: 'longest_first' truncation
+depends on which text is longer, which a cut at ``max_length`` would hide."""
+PREFIX_MAX_CHARS_PER_TOKEN = 64
+"""Characters per usable token past which a text without whitespace is cut anyway."""
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -100,8 +110,17 @@ class TextEncoder:
             )
 
     def encode(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None, *, max_length: int) -> Encoded:
-        """Tokenize with [CLS]/[SEP] and truncation ('longest_first' for pairs) to ``max_length``."""
+        """Tokenize with [CLS]/[SEP] and truncation ('longest_first' for pairs) to ``max_length``.
+
+        A text far longer than ``max_length`` tokens is cut first (see :meth:`usable_prefix`), so
+        a multi-megabyte input costs what its usable start costs. The result is the same as
+        tokenizing it whole, with one exception: when *both* texts of a pair exceed
+        ``PAIR_PREFIX_FACTOR * max_length`` tokens, which of them gets the odd token of an odd
+        budget can differ (the tokenizer gives it to the longer one, and both are cut)."""
         self.check_max_length(max_length)
+        keep = max_length if pairs is None else PAIR_PREFIX_FACTOR * max_length
+        texts = [self.usable_prefix(t, keep) for t in texts]
+        pairs = [self.usable_prefix(t, keep) for t in pairs] if pairs is not None else None
         self._tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
         inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
         encodings = self._tokenizer.encode_batch(inputs)
@@ -109,6 +128,29 @@ class TextEncoder:
             [np.asarray(e.ids, dtype=np.int32) for e in encodings],
             [np.asarray(e.type_ids, dtype=np.int32) for e in encodings],
         )
+
+    def usable_prefix(self, text: str, max_tokens: int) -> str:
+        """``text`` cut at the first whitespace after its first ``max_tokens + 1`` tokens
+        (``text`` itself when it holds fewer).
+
+        Pre-tokenizers split at whitespace, so the prefix starts with the same tokens as the
+        whole text. Cutting matters: a truncating tokenizer still tokenizes everything and keeps
+        every overflowing chunk (for pairs, every combination of the two sides' chunks), so an
+        uncut multi-megabyte text costs seconds and gigabytes. A text with no whitespace in its
+        first ``PREFIX_MAX_CHARS_PER_TOKEN * max_tokens`` characters is cut there."""
+        self._tokenizer.no_truncation()
+        limit = PREFIX_CHARS_PER_TOKEN * max_tokens
+        while len(text) > limit:
+            window = text[:limit]
+            offsets = self._tokenizer.encode(window, add_special_tokens=False).offsets
+            if len(offsets) > max_tokens:
+                space = _WHITESPACE.search(window, offsets[max_tokens][1])
+                if space is not None:  # that token's word ends inside the window: it is whole
+                    return text[: space.start()]
+            if limit >= PREFIX_MAX_CHARS_PER_TOKEN * max_tokens:
+                return window
+            limit *= 4
+        return text
 
     @property
     def vocab_size(self) -> int:

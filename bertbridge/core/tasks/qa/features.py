@@ -125,7 +125,8 @@ def build_features(
             context_ids.setdefault(e.context, len(context_ids))
         contexts = list(context_ids)
         ctx_enc = tokenizer.encode_batch(contexts, add_special_tokens=False) if contexts else []
-        q_enc = tokenizer.encode_batch([e.question for e in examples], add_special_tokens=False) if examples else []
+        questions = [encoder.usable_prefix(e.question, max_question_length) for e in examples]  # only the start is used
+        q_enc = tokenizer.encode_batch(questions, add_special_tokens=False) if examples else []
     ctx_tokens = [np.asarray(c.ids, dtype=np.int32) for c in ctx_enc]
     ctx_offsets = [_with_combining_marks(text, np.asarray(c.offsets, dtype=np.int32).reshape(-1, 2)) for text, c in zip(contexts, ctx_enc)]
 
