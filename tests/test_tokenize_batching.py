@@ -76,6 +76,7 @@ def test_a_megabyte_text_costs_only_its_usable_start(tokenizer_dir):
     enc = TextEncoder.from_pretrained(tokenizer_dir)
     enc._tokenizer = spy = _Recording(enc._tokenizer)
     huge = _words(800_000, 6)
+    assert len(enc.usable_prefix(huge, 64 * 4)) < 64 * 64 * 4  # checked first: uncut, the pair below would exhaust memory
     out = enc.encode([huge, "x" * 5_000_000], [huge, "good"], max_length=64)
     assert out.lengths.tolist() == [64, 5]  # the unbroken 5 MB "word" is cut too, then unknown
     assert spy.longest <= 64 * 64 * 4  # PREFIX_MAX_CHARS_PER_TOKEN * max_length * PAIR_PREFIX_FACTOR
