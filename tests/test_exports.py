@@ -37,6 +37,7 @@ def test_onnx_export_serves_through_onnxruntime(trained, tmp_path):
     pytest.importorskip("onnxruntime")
     path = bertbridge.export(trained.path, "onnx", tmp_path / "onnx")
     served = bertbridge.load(path.parent, backend="onnx")
+    assert (served.backend, served.trained_backend, trained.backend) == ("onnx", "pytorch", "pytorch")
     np.testing.assert_allclose(served.predict_proba(TEXTS), trained.predict_proba(TEXTS), atol=1e-4)
     assert [p["label"] for p in served.predict(TEXTS)] == [p["label"] for p in trained.predict(TEXTS)]
     pytest.importorskip("starlette")

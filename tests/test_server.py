@@ -178,8 +178,9 @@ def test_real_server_answers_and_shuts_down_gracefully(tiny_model_dir, toy_data,
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode in (0, -signal.SIGTERM), err
-    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
-    assert events == ["serving", "stopped"]  # the graceful path ran: batcher drained, then exit
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines] == ["serving", "stopped"]  # the graceful path ran: batcher drained, then exit
+    assert (lines[0]["backend"], lines[0]["trained_backend"]) == ("pytorch", "pytorch")
 
 
 def test_one_bad_request_does_not_fail_its_batch_neighbours():

@@ -99,6 +99,7 @@ def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_
     model = chosen.load_model(folder, task.model_setup(manifest))
     predictor = task.predictor(model, TextEncoder.from_pretrained(folder), manifest, batch_size=batch_size)
     predictor.path = folder.resolve()
+    predictor.running_backend = chosen.name
     return predictor
 
 

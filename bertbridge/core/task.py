@@ -59,6 +59,8 @@ class Predictor(Protocol):
 
     manifest: "Manifest"
     path: Optional[Path]
+    running_backend: Optional[str]
+    """The backend :func:`bertbridge.load` chose to run the model (``manifest.backend`` trained it)."""
 
     def predict(self, inputs: Any) -> list[dict[str, Any]]:
         """One JSON-ready dict per input."""

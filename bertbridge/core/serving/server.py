@@ -190,5 +190,6 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, backend
 
     model = load(model_path, backend=backend)
     app = create_app(model.predict, config=config, normalize=model.normalize_request)
-    print(json.dumps({"event": "serving", "model": str(model.path), "backend": model.backend, "host": host, "port": port}), flush=True)
+    print(json.dumps({"event": "serving", "model": str(model.path), "backend": model.running_backend,
+                      "trained_backend": model.manifest.backend, "host": host, "port": port}), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=graceful_timeout)

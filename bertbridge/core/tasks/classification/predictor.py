@@ -65,6 +65,7 @@ class TextClassifier:
         self.model = model
         self.encoder = encoder
         self.manifest = manifest
+        self.running_backend: Optional[str] = None  # set by bertbridge.load
         self.label_map = LabelMap(manifest.labels)
         self.batch_size = batch_size
         self.path: Optional[Path] = None
@@ -80,6 +81,12 @@ class TextClassifier:
 
     @property
     def backend(self) -> str:
+        """The backend running this model: the one :func:`bertbridge.load` chose, else the trainer's."""
+        return self.running_backend or self.manifest.backend
+
+    @property
+    def trained_backend(self) -> str:
+        """The backend that trained this model (recorded in ``bertbridge.json``)."""
         return self.manifest.backend
 
     @property

@@ -70,12 +70,19 @@ class QuestionAnswerer:
         self.model = model
         self.encoder = encoder
         self.manifest = manifest
+        self.running_backend: Optional[str] = None  # set by bertbridge.load
         self.batch_size = batch_size
         self.path: Optional[Path] = None
         self.settings = {**_DEFAULTS, **dict(manifest.qa)}
 
     @property
     def backend(self) -> str:
+        """The backend running this model: the one :func:`bertbridge.load` chose, else the trainer's."""
+        return self.running_backend or self.manifest.backend
+
+    @property
+    def trained_backend(self) -> str:
+        """The backend that trained this model (recorded in ``bertbridge.json``)."""
         return self.manifest.backend
 
     @property
