@@ -15,12 +15,14 @@ Example (runs offline in about a minute on 2 CPU cores)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from bertbridge.core.distributed import data_parallel
 from bertbridge.core.errors import NotSupportedError, SpecError
+from bertbridge.core.io import locks
 from bertbridge.core.io.artifacts import Manifest, check_output_dir, check_weights
 from bertbridge.core.plugins.registry import backends, models, select_backend, tasks
 from bertbridge.core.spec import TaskSpec, apply_overrides
@@ -79,11 +81,23 @@ def train(
     target = check_output_dir(Path(output_dir) if output_dir is not None else Path(spec.output_dir))
     role = data_parallel.role(spec, chosen)
     data_parallel.check(spec, chosen, role)
-    if role == "launcher":
-        task.check_spec(spec)
-        models().resolve(spec.model.name)  # a missing model fails here, once, not in every worker
-        return load(data_parallel.launch_locally(spec, chosen, target))
-    return run_training(task, spec, chosen, target, role)  # type: ignore[return-value]
+    with _one_writer(spec, target, role):
+        if role == "launcher":
+            task.check_spec(spec)
+            models().resolve(spec.model.name)  # a missing model fails here, once, not in every worker
+            return load(data_parallel.launch_locally(spec, chosen, target))
+        return run_training(task, spec, chosen, target, role)  # type: ignore[return-value]
+
+
+def _one_writer(spec: TaskSpec, target: Path, role: str) -> contextlib.ExitStack:
+    """Locks on the output (and checkpoint) folder for the run; a data-parallel worker runs
+    under its launcher's locks."""
+    stack = contextlib.ExitStack()
+    if role != "worker":
+        stack.enter_context(locks.hold(target, "output_dir"))
+        if spec.training.checkpoint_dir:
+            stack.enter_context(locks.hold(Path(spec.training.checkpoint_dir).expanduser().resolve(), "checkpoint_dir"))
+    return stack
 
 
 def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_size: int = 64) -> Predictor:

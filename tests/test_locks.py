@@ -1,0 +1,81 @@
+"""One writer per folder: a second run on a locked output_dir or checkpoint_dir fails at once,
+naming the holder; a holder killed with kill -9 leaves no stale lock."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_spec
+
+import bertbridge
+from bertbridge.core.errors import ArtifactError
+from bertbridge.core.io.locks import hold, lock_path
+
+pytest.importorskip("fcntl")
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from bertbridge.core.io.locks import hold
+with hold(Path(sys.argv[1]), "output_dir"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    """Another process holding ``folder``'s lock (until killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_holder_is_refused_naming_the_first(tmp_path):
+    folder = tmp_path / "model"
+    proc = _holder(folder)
+    try:
+        with pytest.raises(ArtifactError, match=rf"model: another bertbridge run \(pid {proc.pid}\) is writing this output_dir"):
+            with hold(folder, "output_dir"):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with hold(folder, "output_dir"):  # kill -9 released it: no stale lock
+        assert lock_path(folder).read_text() == str(__import__("os").getpid())
+    assert not lock_path(folder).exists()  # nothing left beside the folder
+
+
+def test_train_refuses_a_locked_output_dir_before_any_work(tiny_model_dir, toy_data, tmp_path):
+    pytest.importorskip("torch")
+    spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)
+    proc = _holder(tmp_path / "m")
+    try:
+        started = time.perf_counter()
+        with pytest.raises(ArtifactError, match=rf"another bertbridge run \(pid {proc.pid}\) is writing this output_dir"):
+            bertbridge.train(spec)
+        assert time.perf_counter() - started < 10
+        assert not (tmp_path / "m").exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    clf = bertbridge.train(spec)
+    assert (clf.path / "bertbridge.json").is_file()
+    assert [p.name for p in clf.path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_train_refuses_a_locked_checkpoint_dir(tiny_model_dir, toy_data, tmp_path):
+    pytest.importorskip("torch")
+    spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)
+    spec["training"]["checkpoint_dir"] = str(tmp_path / "ckpt")
+    proc = _holder(tmp_path / "ckpt")
+    try:
+        with pytest.raises(ArtifactError, match=r"ckpt: another bertbridge run .* checkpoint_dir"):
+            bertbridge.train(spec)
+    finally:
+        proc.kill()
+        proc.wait()
