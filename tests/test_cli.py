@@ -37,6 +37,32 @@ def test_backends_json(capsys):
     assert data["mxnet"]["tasks"] == data["tensorflow"]["tasks"] == ["text_classification", "question_answering"]
 
 
+FAKE_PYTHON = """#!/bin/sh
+# stands in for another environment's interpreter: answers `-m bertbridge.core.cli backends --json`
+echo '[{"name": "mxnet", "available": true, "version": "9.9.9", "detail": "ok", "tasks": ["text_classification"]}]'
+"""
+
+
+def test_backends_reports_a_forwarded_backend_as_its_interpreter_sees_it(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("mxnet"):
+        pytest.skip("MXNet is importable here, so nothing is forwarded")
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    monkeypatch.setenv("BERTBRIDGE_MXNET_PYTHON", str(fake))
+    assert main(["backends", "--json"]) == 0
+    mxnet = {b["name"]: b for b in json.loads(capsys.readouterr().out)}["mxnet"]
+    assert (mxnet["available"], mxnet["version"], mxnet["python"]) == (True, "9.9.9", str(fake))
+    assert mxnet["detail"] == f"forwarded to {fake} (BERTBRIDGE_MXNET_PYTHON)"  # not "pip install ..."
+    monkeypatch.setenv("BERTBRIDGE_MXNET_PYTHON", str(tmp_path / "missing"))
+    assert main(["backends"]) == 0  # a wrong variable is reported in mxnet's row; the others still list
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "BERTBRIDGE_MXNET_PYTHON" in rows["mxnet"] and "not an executable" in rows["mxnet"]
+    assert re.search(r"pytorch\s+yes", rows["pytorch"])
+
+
 @pytest.fixture()
 def spec_file(tiny_model_dir, toy_data, tmp_path):
     import yaml

@@ -73,6 +73,8 @@ class BackendStatus:
     version: Optional[str]
     detail: str
     tasks: tuple[str, ...]
+    python: Optional[str] = None
+    """The interpreter the backend runs in when it is reached by forwarding (``BERTBRIDGE_<NAME>_PYTHON``)."""
 
 
 class InferenceModel(abc.ABC):

@@ -310,7 +310,8 @@ def _backends(args) -> int:
     broken = backends().broken
     if args.json:
         print(json.dumps(
-            [{"name": s.name, "available": s.available, "version": s.version, "detail": s.detail, "tasks": list(s.tasks)} for s in statuses]
+            [{"name": s.name, "available": s.available, "version": s.version, "detail": s.detail, "tasks": list(s.tasks),
+              "python": s.python} for s in statuses]
             + [{"name": b.name, "available": False, "version": None, "detail": f"plugin failed to load: {b.error}", "tasks": []} for b in broken],
             indent=2,
         ))

@@ -12,6 +12,7 @@ importable here always runs here.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -69,6 +70,22 @@ def forward(argv: Sequence[str], python: str) -> int:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def forwarded_status(name: str, python: str) -> dict:
+    """``bertbridge backends --json``'s entry for ``name`` as the interpreter ``python`` sees it;
+    on failure, an unavailable entry whose detail says why."""
+    env = {**os.environ, FORWARDED: "1"}
+    try:
+        run = subprocess.run([python, "-m", "bertbridge.core.cli", "backends", "--json"], capture_output=True,
+                             text=True, env=env, timeout=120)
+        entries = {e["name"]: e for e in json.loads(run.stdout)} if run.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        return {"available": False, "version": None, "detail": f"{env_var(name)}={python} failed: {exc}"}
+    if name not in entries:
+        why = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"available": False, "version": None, "detail": f"{env_var(name)}={python} cannot list it: {why}"}
+    return entries[name]
 
 
 def target_backend(args) -> Optional[str]:
