@@ -16,14 +16,12 @@ Example (runs offline in about a minute on 2 CPU cores)::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from bertbridge.core import forwarding
 from bertbridge.core.distributed import data_parallel
-from bertbridge.core.errors import BertbridgeError, NotSupportedError, SpecError
+from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.io import locks
 from bertbridge.core.io.artifacts import Manifest, check_output_dir, check_weights
 from bertbridge.core.plugins.registry import backends, models, select_backend, tasks
@@ -178,27 +176,8 @@ def _export_writer(fmt: str, trained_by: str):
 
 
 def list_backends():
-    """Status of every registered backend (name, available, version, detail), sorted by name. A
-    backend not importable here but reached through ``BERTBRIDGE_<NAME>_PYTHON`` is reported as
-    that interpreter sees it, with ``python`` set to it."""
-    return [_reachable_status(b) for b in backends()]
-
-
-def _reachable_status(backend):
-    status = backend.status()
-    if status.available or os.environ.get(forwarding.FORWARDED):
-        return status
-    try:
-        python = forwarding.interpreter_for(backend.name)
-    except BertbridgeError as exc:  # the variable names no interpreter: say so in this backend's row
-        return dataclasses.replace(status, detail=str(exc))
-    if python is None:
-        return status
-    there = forwarding.forwarded_status(backend.name, python)
-    detail = (f"forwarded to {python} ({forwarding.env_var(backend.name)})" if there["available"]
-              else there["detail"])
-    return dataclasses.replace(status, available=bool(there["available"]), version=there["version"], detail=detail,
-                               python=python)
+    """Status of every registered backend (name, available, version, detail), sorted by name."""
+    return [b.status() for b in backends()]
 
 
 def list_tasks():

@@ -303,10 +303,10 @@ def _attention(args) -> int:
 
 
 def _backends(args) -> int:
-    from bertbridge.core.api import list_backends
+    from bertbridge.core.forwarding import reachable_status
     from bertbridge.core.plugins.registry import backends
 
-    statuses = list_backends()
+    statuses = [reachable_status(b) for b in backends()]
     broken = backends().broken
     if args.json:
         print(json.dumps(

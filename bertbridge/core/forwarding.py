@@ -72,6 +72,28 @@ def forward(argv: Sequence[str], python: str) -> int:
                 child.kill()
 
 
+def reachable_status(backend):
+    """``backend.status()``, except that a backend not importable here but reached through
+    ``BERTBRIDGE_<NAME>_PYTHON`` is reported as that interpreter sees it (``python`` set to it)."""
+    import dataclasses
+
+    from bertbridge.core.errors import BertbridgeError
+
+    status = backend.status()
+    if status.available or os.environ.get(FORWARDED):
+        return status
+    try:
+        python = interpreter_for(backend.name)
+    except BertbridgeError as exc:  # the variable names no interpreter: say so in this backend's row
+        return dataclasses.replace(status, detail=str(exc))
+    if python is None:
+        return status
+    there = forwarded_status(backend.name, python)
+    detail = f"forwarded to {python} ({env_var(backend.name)})" if there["available"] else there["detail"]
+    return dataclasses.replace(status, available=bool(there["available"]), version=there["version"], detail=detail,
+                               python=python)
+
+
 def forwarded_status(name: str, python: str) -> dict:
     """``bertbridge backends --json``'s entry for ``name`` as the interpreter ``python`` sees it;
     on failure, an unavailable entry whose detail says why."""
