@@ -213,6 +213,47 @@ def test_killed_job_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
     assert (base / "output" / "model.tar.gz").is_file()
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_kill_9_of_run_local_takes_its_training_job_with_it(tiny_model_dir, tmp_path):
+    pytest.importorskip("torch")
+    from conftest import process_alive
+
+    train = write_tsv(tmp_path / "t.tsv", toy_sentences(96, 1))
+    (tmp_path / "spec.json").write_text(json.dumps(tiny_spec(tiny_model_dir, {"train": str(train)}, tmp_path / "unused", epochs=500)))
+    command = [os.path.join(os.path.dirname(sys.executable), "bertbridge"), "run-local", str(tmp_path / "spec.json"),
+               "--base-dir", str(tmp_path / "job")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs: list[int] = []
+    try:
+        deadline = time.time() + 60
+        while not (jobs := _children(proc.pid)):
+            assert proc.poll() is None and time.time() < deadline, "run-local started no job"
+            time.sleep(0.05)
+        proc.kill()  # kill -9: no chance to clean up
+        proc.wait(timeout=10)
+        deadline = time.time() + 10
+        while any(process_alive(pid) for pid in jobs) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not any(process_alive(pid) for pid in jobs), "the training job outlived run-local"
+    finally:
+        proc.kill()
+        for pid in filter(process_alive, jobs):  # the test failed: do not leave the job running
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_run_local_entry_point_starts_its_instances_workers(spec_file, tmp_path):
     """An instance whose container did not start workers (no torchrun, TF_CONFIG or DMLC_*) starts
     them itself: each reruns the entry point as one rank; rank 0 writes the model and checkpoints."""

@@ -36,8 +36,9 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the kernel SIGKILLs the child if the launcher dies, even by SIGKILL."""
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """``preexec_fn`` for a child that must not outlive its parent: on Linux the kernel SIGKILLs
+    the child when the parent dies, even by SIGKILL."""
     try:
         import ctypes
 
@@ -72,7 +73,7 @@ def run_processes(
             argv = [python, "-m", proc.module] if proc.module else [python, *worker_argv]
             child = subprocess.Popen(
                 argv, env={**os.environ, **proc.env, JOB_VARIABLE: str(os.getpid())}, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
             )
             children.append((proc, child))
             say(f"bertbridge: started {proc.name} (pid {child.pid})")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from bertbridge.core.distributed.launcher import die_with_parent
 from bertbridge.core.errors import SpecError
 from bertbridge.core.io.artifacts import copy_files
 from bertbridge.core.plugins.registry import backend_name, backends
@@ -170,7 +171,9 @@ def run_local(
     command = [python or sys.executable, str(chosen.entry_point_path())]
     out = None if stream_output else subprocess.DEVNULL
     try:
-        returncode = subprocess.run(command, env=env, stdout=out, stderr=out).returncode
+        # the job dies with this runner, even by kill -9: no training left writing into the base folder
+        returncode = subprocess.run(command, env=env, stdout=out, stderr=out,
+                                    preexec_fn=die_with_parent if sys.platform.startswith("linux") else None).returncode
     finally:
         for fifo in fifos:
             _unblock(fifo)
