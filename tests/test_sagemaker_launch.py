@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -240,6 +241,64 @@ def test_deploy_refuses_what_is_not_a_model(aws_deploy, tmp_path):
     bad.write_bytes(b"not gzip")
     with pytest.raises(bertbridge.BertbridgeError, match="not a readable model.tar.gz"):
         deploy(bad, role=role, instance_type="ml.m5.xlarge", boto_session=session)
+
+
+def _hostile_tarball(path: Path, member: "tarfile.TarInfo") -> Path:
+    """A model.tar.gz with a good manifest plus one hostile member."""
+    import io
+    import tarfile
+
+    manifest = json.dumps({"backend": "pytorch"}).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("bertbridge.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+    return path
+
+
+def _member(name: str, kind: bytes = b"0", link: str = "") -> "tarfile.TarInfo":
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, 1 if kind == b"0" else 0
+    return info
+
+
+@pytest.mark.parametrize("member, message", [
+    (_member("../evil.py"), r"member '\.\./evil\.py' has a path outside the archive"),
+    (_member("/etc/cron.d/evil"), r"member '/etc/cron\.d/evil' has a path outside the archive"),
+    (_member("code/x", b"2", "/etc/passwd"), r"member 'code/x' is a symbolic link to '/etc/passwd', outside"),
+    (_member("code/x", b"2", "../../secrets"), r"is a symbolic link to '\.\./\.\./secrets', outside"),
+    (_member("x", b"1", "../outside"), r"member 'x' is a hard link to '\.\./outside', outside"),
+    (_member("dev", b"3"), r"member 'dev' is a device or FIFO"),
+])
+def test_deploy_refuses_a_hostile_tarball_before_uploading_it(aws_deploy, tmp_path, member, message):
+    from bertbridge.core.sagemaker.deploy import deploy
+
+    session, role, captured = aws_deploy
+    tarball = _hostile_tarball(tmp_path / "model.tar.gz", member)
+    with pytest.raises(bertbridge.BertbridgeError, match=message):
+        deploy(tarball, role=role, instance_type="ml.m5.xlarge", boto_session=session)
+    assert captured == {}  # nothing was created, and nothing uploaded first:
+    assert not session.client("s3").list_buckets()["Buckets"] or not any(
+        session.client("s3").list_objects_v2(Bucket=b["Name"]).get("KeyCount", 0) for b in session.client("s3").list_buckets()["Buckets"])
+
+
+def test_packing_refuses_a_symlink_out_of_the_model_folder(numpy_model_dir, tmp_path):
+    from bertbridge.core.plugins.registry import backends
+    from bertbridge.core.sagemaker.local import pack_model
+
+    folder = _model_folder(numpy_model_dir, tmp_path / "model")
+    (folder / "notes.txt").write_text("inside")
+    (folder / "inside-link").symlink_to(folder / "notes.txt")  # a link within the folder is fine
+    pack_model(backends().get("pytorch"), folder, tmp_path / "ok.tar.gz")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("aws_secret_access_key=...")
+    (folder / "leak").symlink_to(secret)
+    with pytest.raises(bertbridge.BertbridgeError, match=rf"leak: a symbolic link to {secret}, outside the model folder"):
+        pack_model(backends().get("pytorch"), folder, tmp_path / "model.tar.gz")
+    assert not (tmp_path / "model.tar.gz").exists()
 
 
 def test_mxnet_needs_an_image_and_debugger_config_is_sent(aws, tiny_model_dir, toy_data, tmp_path):

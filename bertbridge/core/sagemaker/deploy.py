@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bertbridge.core.errors import ArtifactError, SpecError
+from bertbridge.core.io.archives import check_archive
 from bertbridge.core.io.artifacts import MANIFEST_NAME, Manifest
 from bertbridge.core.plugins.registry import backends
 from bertbridge.core.sagemaker.aws import aws_context, framework_image
@@ -86,6 +87,7 @@ def deploy(
     elif Path(source).is_dir():
         name = backend or Manifest.read(Path(source)).backend
     elif Path(source).is_file() and source.endswith((".tar.gz", ".tgz")):
+        check_archive(Path(source))  # before any use or upload
         name = backend or _tarball_backend(Path(source))
     else:
         raise ArtifactError(f"{source}: not a model folder, a model.tar.gz or an s3:// URI. Pass the output_dir of a "

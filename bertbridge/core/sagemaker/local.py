@@ -29,6 +29,7 @@ from typing import Optional, Sequence, Union
 
 from bertbridge.core.distributed.launcher import die_with_parent
 from bertbridge.core.errors import SpecError
+from bertbridge.core.io.archives import check_archive, check_folder_links
 from bertbridge.core.io.artifacts import copy_files
 from bertbridge.core.plugins.registry import backend_name, backends
 
@@ -187,7 +188,9 @@ def run_local(
 
 
 def pack_model(backend, model_dir: Path, tar_path: Path) -> Path:
-    """``model.tar.gz`` in the backend's serving layout, written atomically."""
+    """``model.tar.gz`` in the backend's serving layout, written atomically. A model folder with
+    a symbolic link out of it is refused (its target would be packed and uploaded)."""
+    check_folder_links(model_dir)
     with tempfile.TemporaryDirectory(dir=tar_path.parent) as tmp:
         layout = Path(tmp) / "layout"
         layout.mkdir()
@@ -196,5 +199,6 @@ def pack_model(backend, model_dir: Path, tar_path: Path) -> Path:
         with tarfile.open(partial, "w:gz") as tar:
             for item in sorted(layout.iterdir()):
                 tar.add(item, arcname=item.name)
+        check_archive(partial)
         os.replace(partial, tar_path)
     return tar_path
