@@ -183,6 +183,67 @@ def test_real_server_answers_and_shuts_down_gracefully(tiny_model_dir, toy_data,
     assert (lines[0]["backend"], lines[0]["trained_backend"]) == ("pytorch", "pytorch")
 
 
+def _raw(port: int, data: bytes) -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(data)
+    return conn
+
+
+def _read_until_closed(conn: socket.socket) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    started, chunks = time.monotonic(), []
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b"".join(chunks), time.monotonic() - started
+        chunks.append(chunk)
+
+
+def test_slow_and_unfinished_requests_are_cut_off_while_good_ones_are_answered(tiny_model_dir, toy_data, tmp_path):
+    """Slow headers, a chunked body that never ends and a short Content-Length each get a closed
+    connection (headers) or a 408 JSON error (bodies) within the configured timeouts."""
+    pytest.importorskip("torch")
+    from conftest import tiny_spec
+
+    import bertbridge
+
+    path = bertbridge.train(tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)).path
+    port = _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "bertbridge")
+    proc = subprocess.Popen([exe, "serve", str(path), "--port", str(port), "--header-timeout", "1", "--body-timeout", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/ping", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "no server"
+                time.sleep(0.2)
+        slow = _raw(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
+        chunked = _raw(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n5\r\n[\"ok\"\r\n")
+        short = _raw(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 100\r\n\r\n[\"the film\"")
+        req = urllib.request.Request(base + "/invocations", data=b'["the film was good"]', headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:  # answered while the three hang
+            assert r.status == 200
+        sent, waited = _read_until_closed(slow)
+        assert sent == b"" and waited < 5
+        for conn in (chunked, short):
+            sent, waited = _read_until_closed(conn)
+            head, _, body = sent.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408") and waited < 5, sent[:200]
+            assert json.loads(body)["error"]["status"] == 408
+        with urllib.request.urlopen(base + "/ping", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+
+
 def test_one_bad_request_does_not_fail_its_batch_neighbours():
     from bertbridge.core.errors import DataError
 

@@ -114,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=32, help="inputs predicted together at most (micro-batching)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
     p.add_argument("--max-body-mb", type=float, default=5.0, help="request size limit (413 above it)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a request's line and headers may take to arrive before the connection is closed")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a request body may take to arrive after its headers (408 after that)")
 
     p = sub.add_parser("export", help="export a trained model for serving (e.g. a TF Serving SavedModel)")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
@@ -271,7 +275,8 @@ def _sagemaker_command(args) -> int:
 def _serve(args) -> int:
     from bertbridge.core.serving.server import ServerConfig, serve
 
-    config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+    config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+                          header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout)
     serve(args.model, host=args.host, port=args.port, backend=args.backend, config=config)
     return 0
 

@@ -5,6 +5,8 @@ Concurrent requests are queued and predicted together: the batcher takes what is
 waiting (up to ``max_batch`` inputs, waiting at most ``max_wait_ms`` for more) and
 runs one forward pass in a worker thread, so the event loop keeps answering
 ``/ping`` and accepting requests meanwhile. Bodies over ``max_body_bytes`` get 413;
+headers slower than ``header_timeout_s`` get the connection closed and bodies slower than
+``body_timeout_s`` a 408 (so slow or unfinished requests cannot pile up connections);
 every client mistake gets a 4xx JSON error; SIGTERM/SIGINT stop accepting new
 connections, finish the requests in flight, print ``{"event": "stopped"}`` and exit
 (uvicorn then re-raises the signal, so the exit status says which one).
@@ -32,6 +34,12 @@ class ServerConfig:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     max_body_bytes: int = 5 * 1024 * 1024
+    header_timeout_s: float = 10.0
+    """A connection whose request line and headers are not complete this long after it opened (or
+    after its previous response) is closed."""
+    body_timeout_s: float = 30.0
+    """A body still arriving this long after its headers (a chunked body that never ends, a
+    Content-Length longer than what is sent) gets 408 and the connection is closed."""
 
 
 class MicroBatcher:
@@ -116,7 +124,8 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
     batcher = MicroBatcher(predict, config.max_batch, config.max_wait_ms)
 
     def error(exc: serving.RequestError) -> Response:
-        return Response(exc.body(), status_code=exc.status, media_type=serving.JSON)
+        close = {"connection": "close"} if exc.status == 408 else None  # the rest of that body is not read
+        return Response(exc.body(), status_code=exc.status, media_type=serving.JSON, headers=close)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         """404 and 405 in the contract's JSON error shape (Starlette answers them in plain text)."""
@@ -149,7 +158,11 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
 
     async def invocations(request: Request) -> Response:
         try:
-            body = await read_body(request)
+            try:
+                body = await asyncio.wait_for(read_body(request), config.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise serving.RequestError(408, f"the body did not arrive within {config.body_timeout_s:g} s; send "
+                                                "all of it (Content-Length must match what is sent).") from None
             accept = request.headers.get("accept")
             serving.format_response([], accept)  # an unusable Accept is refused before inference
             items = serving.parse_items(body, request.headers.get("content-type"))
@@ -192,4 +205,48 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, backend
     app = create_app(model.predict, config=config, normalize=model.normalize_request)
     print(json.dumps({"event": "serving", "model": str(model.path), "backend": model.running_backend,
                       "trained_backend": model.manifest.backend, "host": host, "port": port}), flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=graceful_timeout)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=graceful_timeout,
+                http=header_timeout_protocol(config.header_timeout_s))
+
+
+def header_timeout_protocol(seconds: float):
+    """uvicorn's h11 protocol, closing a connection whose request headers take over ``seconds``
+    (uvicorn times out idle keep-alive connections, but not a request that trickles in)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11Protocol(H11Protocol):
+        header_timer: Optional[asyncio.TimerHandle] = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # headers complete: a request is being handled
+            elif self.header_timer is None:
+                self._arm()  # bytes of the next request began arriving
+
+        def on_response_complete(self) -> None:
+            self._disarm()  # uvicorn's keep-alive timeout covers the idle time from here
+            super().on_response_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self.header_timer = self.loop.call_later(seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+
+        def _expire(self) -> None:
+            self.header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutH11Protocol
