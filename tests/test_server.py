@@ -237,6 +237,10 @@ def test_slow_and_unfinished_requests_are_cut_off_while_good_ones_are_answered(t
             head, _, body = sent.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 408") and waited < 5, sent[:200]
             assert json.loads(body)["error"]["status"] == 408
+        surrogate = urllib.request.Request(base + "/invocations", data=b'["half \\ud83d"]', headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:  # the real tokenizer used to raise TypeError: a 500
+            urllib.request.urlopen(surrogate, timeout=10)
+        assert info.value.code == 400 and "lone UTF-16 surrogate" in json.loads(info.value.read())["error"]["message"]
         with urllib.request.urlopen(base + "/ping", timeout=5) as r:
             assert r.status == 200
     finally:
