@@ -3,6 +3,7 @@
 A ``model.tar.gz`` is unpacked by a serving container; a member named ``../x`` or ``/etc/x``,
 or a link pointing out of the archive, would write or expose files outside the model folder.
 A model folder with a symlink out of it would pack (and upload) whatever file it points at.
+bertbridge writes plain files only, so an archive member that is a link of any kind is refused.
 Both are refused with the member or file named.
 """
 
@@ -16,8 +17,8 @@ from bertbridge.core.errors import ArtifactError
 
 
 def check_archive(path: Path) -> None:
-    """Refuse a tar archive with a member outside its root: an absolute or ``..`` name, a
-    symbolic or hard link whose target leaves the archive, or a device or FIFO."""
+    """Refuse a tar archive with a member that could reach outside the folder it is unpacked in:
+    an absolute or ``..`` name, any symbolic or hard link, a device or a FIFO."""
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
@@ -32,12 +33,11 @@ def check_archive(path: Path) -> None:
 def _member_problem(member: tarfile.TarInfo) -> str:
     if _escapes(member.name):
         return "has a path outside the archive"
-    if member.issym():
-        target = posixpath.join(posixpath.dirname(member.name), member.linkname)
-        if member.linkname.startswith("/") or _escapes(target):
-            return f"is a symbolic link to {member.linkname!r}, outside the archive"
-    if member.islnk() and (member.linkname.startswith("/") or _escapes(member.linkname)):
-        return f"is a hard link to {member.linkname!r}, outside the archive"
+    if member.issym() or member.islnk():
+        # bertbridge packs plain files only; a link, even one that looks local, can be chained
+        # through other links (d -> ., esc -> d/..) to reach outside the folder it is unpacked in
+        kind = "symbolic" if member.issym() else "hard"
+        return f"is a {kind} link to {member.linkname!r} (model archives hold plain files only)"
     if member.isdev() or member.isfifo():
         return "is a device or FIFO"
     return ""
@@ -55,8 +55,13 @@ def check_folder_links(folder: Path) -> None:
     """Refuse a folder holding a symbolic link that resolves outside it (packing would copy the target)."""
     root = folder.resolve()
     for path in sorted(folder.rglob("*")):
-        if path.is_symlink():
-            target = path.resolve()
-            if root not in target.parents and target != root:
-                raise ArtifactError(f"{path}: a symbolic link to {target}, outside the model folder {folder}, so it is "
-                                    "not packed. Replace it with the file itself, or remove it.")
+        if not path.is_symlink():
+            continue
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # dangling, or a loop
+            raise ArtifactError(f"{path}: a symbolic link that leads nowhere (dangling or a loop), so the model folder "
+                                "is not packed. Remove it.") from None
+        if target != root and root not in target.parents:
+            raise ArtifactError(f"{path}: a symbolic link to {target}, outside the model folder {folder}, so it is "
+                                "not packed. Replace it with the file itself, or remove it.")
