@@ -141,6 +141,17 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
     assert load_mapping(merged)["training"] == {"epochs": 3, "batch_size": 4}
 
 
+def test_yaml_values_it_cannot_build_and_deep_nesting_are_spec_errors(tmp_path):
+    bad_date = tmp_path / "date.yaml"
+    bad_date.write_text("training:\n  seed: 2020-02-30\n")  # YAML reads this as a date, and there is no such day
+    with pytest.raises(SpecError, match=r"date\.yaml: invalid YAML"):
+        TaskSpec.from_file(bad_date)
+    for name, text in (("deep.yaml", "a: " + "[" * 5000 + "]" * 5000), ("deep.json", "[" * 100000 + "]" * 100000)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SpecError, match=rf"{name.replace('.', chr(92) + '.')}: .*(nested too deeply|invalid)"):
+            TaskSpec.from_file(tmp_path / name)
+
+
 def _laughs(levels: int) -> str:
     """A "billion laughs" YAML: each level is nine aliases of the one before."""
     lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']

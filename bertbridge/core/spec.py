@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
 import json
@@ -390,9 +391,9 @@ MAX_SPEC_VALUES = 100_000
 
 def _parse_json(path: Path, text: str) -> Any:
     def unique(pairs: list) -> dict:
-        keys = [k for k, _ in pairs]
-        for key in keys:
-            if keys.count(key) > 1:
+        counts = collections.Counter(k for k, _ in pairs)
+        for key, count in counts.items():
+            if count > 1:
                 lines = [i + 1 for i, line in enumerate(text.splitlines()) if re.search(rf'"{re.escape(key)}"\s*:', line)]
                 where = f" (lines {', '.join(map(str, lines))})" if len(lines) > 1 else ""
                 raise SpecError(f"{path}: key {_show(key)} appears twice in one object{where}; keep one of them.")
@@ -402,6 +403,8 @@ def _parse_json(path: Path, text: str) -> Any:
         return json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    except RecursionError:
+        raise SpecError(f"{path}: the JSON is nested too deeply for a spec.") from None
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
@@ -414,7 +417,11 @@ def _parse_yaml(path: Path, text: str) -> Any:
             raise SpecError(f"{path}: its YAML aliases expand to more than {MAX_SPEC_VALUES:,} values; a spec needs "
                             "far fewer. Write the values out instead of nesting aliases.")
         return loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
+    except SpecError:
+        raise
+    except RecursionError:
+        raise SpecError(f"{path}: the YAML is nested too deeply for a spec.") from None
+    except Exception as exc:  # yaml.YAMLError, or a value YAML cannot build (a date such as 2020-02-30)
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)

@@ -6,9 +6,9 @@ or header, and the fix.
 
 * csv: RFC 4180 (quoted fields may hold commas and newlines).
 * tsv: one example per line, fields split on tabs, no quoting (GLUE style).
-* csv and tsv: every row has as many fields as the header (or, without a header, the
-  first row), so a stray tab or comma is an error rather than a shifted label; a field
-  may be any length (long documents).
+* csv and tsv: a row with more fields than the header (or, without a header, the first
+  row) is an error, so a stray tab or comma cannot shift a label; a shorter row is read
+  when the columns it lacks are not needed; a field may be any length (long documents).
 * jsonl: one JSON object per line; columns are keys; multi-label cells are lists.
 """
 
@@ -122,7 +122,7 @@ def _table_rows(path: Path, text: str, fmt: str, cfg: DataConfig) -> Iterator[tu
                     continue
                 if width is None:
                     width = len(row)
-                elif len(row) != width:
+                elif len(row) > width:  # a stray separator: the fields after it are shifted
                     raise DataError(_width_message(path, line, fmt, len(row), width, cfg.header))
                 if cfg.header and columns is None:
                     columns = {name.strip(): i for i, name in enumerate(row)}
@@ -140,14 +140,14 @@ def _width_message(path: Path, line: int, fmt: str, got: int, want: int, header:
                "or save the file as csv (which quotes fields)")
     else:
         fix = 'quote a field that holds a comma ("a, b"), doubling any quote inside it'
-    return f"{path}, line {line}: {got} field(s), but {reference} {want}. A row must have one field per column: {fix}."
+    return f"{path}, line {line}: {got} field(s), but {reference} {want}, so its fields would shift: {fix}."
 
 
 @contextlib.contextmanager
 def _no_field_size_limit():
     """Long documents are real data: lift the csv module's 131,072-character field limit while reading."""
     previous = csv.field_size_limit()
-    csv.field_size_limit(sys.maxsize)
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a C long: 32 bits on Windows
     try:
         yield
     finally:

@@ -14,6 +14,7 @@ so a crash never leaves a half-written model where a model used to be.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import importlib.metadata
@@ -95,7 +96,7 @@ class Manifest:
                 raise ArtifactError(f"{path}: manifest field {key!r} has the wrong type ({type(data[key]).__name__}). The folder is damaged; retrain or restore it.")
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["labels"] = tuple(str(x) for x in kwargs["labels"])
-        dupes = sorted({label for label in kwargs["labels"] if kwargs["labels"].count(label) > 1})
+        dupes = sorted(label for label, n in collections.Counter(kwargs["labels"]).items() if n > 1)
         if dupes:
             raise ArtifactError(f"{path}: the manifest lists label(s) {', '.join(map(repr, dupes))} more than once, so "
                                 "their classes cannot be told apart. The folder is damaged; retrain or restore it.")
