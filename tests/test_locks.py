@@ -79,3 +79,27 @@ def test_train_refuses_a_locked_checkpoint_dir(tiny_model_dir, toy_data, tmp_pat
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_checkpoints_inside_the_output_folder_itself_are_refused(tiny_model_dir, toy_data, tmp_path):
+    spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)
+    spec["training"]["checkpoint_dir"] = str(tmp_path / "m")
+    with pytest.raises(bertbridge.BertbridgeError, match=r"checkpoint_dir and output_dir are the same folder"):
+        bertbridge.train(spec)
+    assert not lock_path(tmp_path / "m").exists()
+
+
+def test_a_refused_checkpoint_lock_releases_the_output_lock_at_once(tiny_model_dir, toy_data, tmp_path):
+    pytest.importorskip("torch")
+    spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "m", epochs=1)
+    spec["training"]["checkpoint_dir"] = str(tmp_path / "ckpt")
+    proc = _holder(tmp_path / "ckpt")
+    try:
+        with pytest.raises(ArtifactError) as failed:
+            bertbridge.train(spec)
+        assert failed.value is not None  # the traceback is still alive here ...
+        with hold(tmp_path / "m", "output_dir"):  # ... and output_dir's lock is free anyway
+            pass
+    finally:
+        proc.kill()
+        proc.wait()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from bertbridge.core.distributed import data_parallel
 from bertbridge.core.errors import NotSupportedError, SpecError
@@ -89,15 +89,22 @@ def train(
         return run_training(task, spec, chosen, target, role)  # type: ignore[return-value]
 
 
-def _one_writer(spec: TaskSpec, target: Path, role: str) -> contextlib.ExitStack:
+@contextlib.contextmanager
+def _one_writer(spec: TaskSpec, target: Path, role: str) -> Iterator[None]:
     """Locks on the output (and checkpoint) folder for the run; a data-parallel worker runs
     under its launcher's locks."""
-    stack = contextlib.ExitStack()
-    if role != "worker":
+    if role == "worker":
+        yield
+        return
+    checkpoints = Path(spec.training.checkpoint_dir).expanduser().resolve() if spec.training.checkpoint_dir else None
+    if checkpoints == target:
+        raise SpecError(f"training.checkpoint_dir and output_dir are the same folder ({target}); the model save "
+                        "replaces that folder, so give checkpoints a folder of their own.")
+    with contextlib.ExitStack() as stack:  # a lock taken before a later one fails is released at once
         stack.enter_context(locks.hold(target, "output_dir"))
-        if spec.training.checkpoint_dir:
-            stack.enter_context(locks.hold(Path(spec.training.checkpoint_dir).expanduser().resolve(), "checkpoint_dir"))
-    return stack
+        if checkpoints is not None:
+            stack.enter_context(locks.hold(checkpoints, "checkpoint_dir"))
+        yield
 
 
 def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_size: int = 64) -> Predictor:

@@ -52,7 +52,7 @@ def hold(folder: Path, field: str) -> Iterator[None]:
 
 def _acquire(path: Path, field: str, fcntl) -> int:
     """An open, locked descriptor of ``path`` (the file the path names now, not an unlinked one)."""
-    while True:
+    for _ in range(100):  # each retry means another run released the lock meanwhile
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,10 +69,13 @@ def _acquire(path: Path, field: str, fcntl) -> int:
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             return fd
         os.close(fd)  # the holder released and removed it between our open and lock: try the new file
+    raise ArtifactError(f"{path}: could not take this lock file (it kept being replaced); check the file system "
+                        f"of the {field}.")
 
 
 def _same_file(fd: int, path: Path) -> bool:
     try:
-        return os.fstat(fd).st_ino == os.stat(path).st_ino
+        here, there = os.fstat(fd), os.stat(path)
     except FileNotFoundError:
         return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
