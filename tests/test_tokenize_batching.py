@@ -36,8 +36,9 @@ def _words(n: int, seed: int) -> str:
 def test_long_texts_are_cut_before_tokenizing_with_the_same_result(tokenizer_dir, monkeypatch, max_length):
     enc = TextEncoder.from_pretrained(tokenizer_dir)
     # pairs: one side may be long; the other stays under PAIR_PREFIX_FACTOR * max_length tokens
-    texts = [_words(3000, 1), _words(2 * max_length, 2), "good film", _words(max_length, 3)]
-    pairs = ["bad plot .", _words(3000, 4), _words(3000, 5), "x"]
+    sparse = ("x" * 150 + " " * 70) * 400  # few tokens per character: long unknown words, runs of spaces
+    texts = [_words(3000, 1), _words(2 * max_length, 2), "good film", _words(max_length, 3), sparse]
+    pairs = ["bad plot .", _words(3000, 4), _words(3000, 5), "x", "good"]
     cut_single, cut_pairs = enc.encode(texts, max_length=max_length), enc.encode(texts, pairs, max_length=max_length)
     assert len(enc.usable_prefix(texts[0], max_length)) < len(texts[0]) // 10
     monkeypatch.setattr(TextEncoder, "usable_prefix", lambda self, text, max_tokens: text)  # tokenize whole
@@ -45,6 +46,13 @@ def test_long_texts_are_cut_before_tokenizing_with_the_same_result(tokenizer_dir
     for cut, whole in ((cut_single, whole_single), (cut_pairs, whole_pairs)):
         assert [a.tolist() for a in cut.input_ids] == [a.tolist() for a in whole.input_ids]
         assert [a.tolist() for a in cut.token_type_ids] == [a.tolist() for a in whole.token_type_ids]
+
+
+def test_cutting_leaves_the_tokenizers_truncation_setting_alone(tokenizer_dir):
+    enc = TextEncoder.from_pretrained(tokenizer_dir)
+    enc.encode(["good film"], max_length=16)
+    assert len(enc.usable_prefix(_words(3000, 7), 8)) < 1000
+    assert enc._tokenizer.truncation["max_length"] == 16  # a caller between its own setting and encoding is safe
 
 
 class _Recording:

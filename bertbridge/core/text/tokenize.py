@@ -24,6 +24,14 @@ from bertbridge.core.errors import ModelNotFoundError, SpecError
 from bertbridge.core.io.jsonfiles import read_json_object
 
 _WHITESPACE = re.compile(r"\s")
+
+
+def _last_space(text: str, start: int, end: int):
+    """The index of the last whitespace character in ``text[start:end]`` (after ``start``), or None."""
+    for i in range(end - 1, start, -1):
+        if text[i].isspace():
+            return i
+    return None
 PREFIX_CHARS_PER_TOKEN = 16
 """Characters of a long text tokenized first per usable token (more when they hold too few tokens)."""
 PAIR_PREFIX_FACTOR = 4
@@ -133,23 +141,39 @@ class TextEncoder:
         """``text`` cut at the first whitespace after its first ``max_tokens + 1`` tokens
         (``text`` itself when it holds fewer).
 
-        Pre-tokenizers split at whitespace, so the prefix starts with the same tokens as the
-        whole text. Cutting matters: a truncating tokenizer still tokenizes everything and keeps
-        every overflowing chunk (for pairs, every combination of the two sides' chunks), so an
-        uncut multi-megabyte text costs seconds and gigabytes. A text with no whitespace in its
-        first ``PREFIX_MAX_CHARS_PER_TOKEN * max_tokens`` characters is cut there."""
+        Pre-tokenizers split at whitespace, so the text is tokenized in pieces that end at
+        whitespace, only until the count passes ``max_tokens``: the prefix starts with the same
+        tokens as the whole text, however sparse the text (long unknown words, runs of spaces).
+        Cutting matters: a truncating tokenizer still tokenizes everything and keeps every
+        overflowing chunk (for pairs, every combination of the two sides' chunks), so an uncut
+        multi-megabyte text costs seconds and gigabytes. The one inexact case: a run of more
+        than ``PREFIX_MAX_CHARS_PER_TOKEN * max_tokens`` characters without whitespace is cut
+        inside (BERT reads any word over 100 characters as one [UNK] anyway)."""
+        piece = PREFIX_CHARS_PER_TOKEN * max_tokens
+        if len(text) <= piece:
+            return text
+        truncation = self._tokenizer.truncation
         self._tokenizer.no_truncation()
-        limit = PREFIX_CHARS_PER_TOKEN * max_tokens
-        while len(text) > limit:
-            window = text[:limit]
-            offsets = self._tokenizer.encode(window, add_special_tokens=False).offsets
-            if len(offsets) > max_tokens:
-                space = _WHITESPACE.search(window, offsets[max_tokens][1])
-                if space is not None:  # that token's word ends inside the window: it is whole
-                    return text[: space.start()]
-            if limit >= PREFIX_MAX_CHARS_PER_TOKEN * max_tokens:
-                return window
-            limit *= 4
+        try:
+            return self._prefix_past(text, max_tokens, piece)
+        finally:
+            if truncation:
+                self._tokenizer.enable_truncation(**truncation)
+
+    def _prefix_past(self, text: str, max_tokens: int, piece: int) -> str:
+        counted, start = 0, 0
+        while len(text) - start > piece:
+            end = _last_space(text, start, start + piece)
+            if end is None:  # no whitespace in this stretch: look further, up to a limit
+                if piece >= PREFIX_MAX_CHARS_PER_TOKEN * max_tokens:
+                    return text[: start + piece]
+                piece *= 4
+                continue
+            offsets = self._tokenizer.encode(text[start:end], add_special_tokens=False).offsets
+            if counted + len(offsets) > max_tokens:
+                space = _WHITESPACE.search(text, start + offsets[max_tokens - counted][1])
+                return text[: space.start()] if space else text
+            counted, start = counted + len(offsets), end
         return text
 
     @property
