@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -52,7 +53,11 @@ def forward(argv: Sequence[str], python: str) -> int:
     import threading
 
     env = {**os.environ, FORWARDED: "1"}
-    child = subprocess.Popen([python, "-m", "bertbridge.core.cli", *argv], env=env)
+    from bertbridge.core.distributed.launcher import die_with_parent
+
+    # kill -9 of this process takes the child with it (no orphan training holding the output lock)
+    child = subprocess.Popen([python, "-m", "bertbridge.core.cli", *argv], env=env,
+                             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
     relayed = (signal.SIGINT, signal.SIGTERM)
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -89,7 +94,8 @@ def reachable_status(backend):
     if python is None:
         return status
     there = forwarded_status(backend.name, python)
-    detail = f"forwarded to {python} ({env_var(backend.name)})" if there["available"] else there["detail"]
+    detail = (f"forwarded to {python} ({env_var(backend.name)})" if there["available"]
+              else f"in {python}: {there['detail']}")
     return dataclasses.replace(status, available=bool(there["available"]), version=there["version"], detail=detail,
                                python=python)
 

@@ -408,8 +408,6 @@ def _parse_json(path: Path, text: str) -> Any:
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
-    import yaml
-
     loader = _spec_loader(path)(text)
     try:
         node = loader.get_single_node()

@@ -44,7 +44,9 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child between f
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect: reparented, so go now
+        os._exit(1)
 
 
 class _Terminated(BaseException):

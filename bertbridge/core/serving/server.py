@@ -124,7 +124,7 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
     batcher = MicroBatcher(predict, config.max_batch, config.max_wait_ms)
 
     def error(exc: serving.RequestError) -> Response:
-        close = {"connection": "close"} if exc.status == 408 else None  # the rest of that body is not read
+        close = {"connection": "close"} if exc.status in (408, 413) else None  # the rest of that body is not read
         return Response(exc.body(), status_code=exc.status, media_type=serving.JSON, headers=close)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -161,6 +161,9 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
             try:
                 body = await asyncio.wait_for(read_body(request), config.body_timeout_s)
             except asyncio.TimeoutError:
+                declared = request.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > config.max_body_bytes:  # too big anyway: say that
+                    raise serving.RequestError(413, f"the body is {declared} bytes; the limit is {config.max_body_bytes}.") from None
                 raise serving.RequestError(408, f"the body did not arrive within {config.body_timeout_s:g} s; send "
                                                 "all of it (Content-Length must match what is sent).") from None
             accept = request.headers.get("accept")
