@@ -243,7 +243,7 @@ def test_deploy_refuses_what_is_not_a_model(aws_deploy, tmp_path):
         deploy(bad, role=role, instance_type="ml.m5.xlarge", boto_session=session)
 
 
-def _hostile_tarball(path: Path, member: "tarfile.TarInfo") -> Path:
+def _hostile_tarball(path: Path, member) -> Path:
     """A model.tar.gz with a good manifest plus one hostile member."""
     import io
     import tarfile
@@ -257,7 +257,7 @@ def _hostile_tarball(path: Path, member: "tarfile.TarInfo") -> Path:
     return path
 
 
-def _member(name: str, kind: bytes = b"0", link: str = "") -> "tarfile.TarInfo":
+def _member(name: str, kind: bytes = b"0", link: str = ""):
     import tarfile
 
     info = tarfile.TarInfo(name)
