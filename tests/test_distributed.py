@@ -168,6 +168,12 @@ def _listening(port: int) -> bool:
     return False
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a suite started in the background (``make test &``) passes SIGINT
+    on ignored, and Python then never turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Job:
     """`bertbridge train` with 2 local workers, run as a child so a test can kill parts of it."""
 
@@ -180,6 +186,7 @@ class _Job:
             [sys.executable, "-m", "bertbridge", "train", str(spec_file), "--backend", backend,
              "--set", "distribution.processes_per_host=2"],
             stdout=self.out.open("w"), stderr=self.err.open("w"), env={**env, "BERTBRIDGE_PROGRESS": "0"},
+            preexec_fn=_default_sigint,
         )
 
     def wait_for_training(self, timeout: float = 120.0) -> None:
