@@ -200,6 +200,8 @@ def run_backend(args, train: Path, dev: Path, out: Path) -> dict:
 
     if installed_here(backends().get(args.backend).requires):
         return run_bertbridge(args, train, dev, out)
+    if args.check_onnx:
+        raise SystemExit(f"--check-onnx exports with PyTorch; {args.backend} runs in another interpreter here. Drop the flag.")
     python = interpreter_for(args.backend) or str(ROOT / f".venv-{args.backend}" / "bin" / "python")
     argv = [python, __file__, "--worker", str(train), str(dev), str(out)]
     for flag in FORWARDED:
@@ -366,6 +368,8 @@ def paired_bootstrap(ours: list[float], theirs: list[float], resamples: int = 20
 
 def main() -> None:
     args = parse_args()
+    if args.check_onnx and args.peer_only:
+        raise SystemExit("--check-onnx checks bertbridge's model, which --peer-only does not train.")
     os.environ.setdefault("BERTBRIDGE_PROGRESS", "0")
     if args.worker:
         with contextlib.redirect_stdout(io.StringIO()):
