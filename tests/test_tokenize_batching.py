@@ -147,3 +147,32 @@ def test_collate_pads_to_the_batch_not_the_maximum(tokenizer_dir):
 def test_eval_batches_sort_by_length():
     lengths = np.array([5, 1, 9, 3])
     assert [b.tolist() for b in eval_batches(lengths, 2)] == [[1, 3], [0, 2]]
+
+
+def _cost(batches, lengths, call_cost):
+    return sum(call_cost + len(b) * lengths[b].max() for b in batches)
+
+
+def test_eval_batches_give_a_long_outlier_a_batch_of_its_own():
+    lengths = np.array([12] * 31 + [128])
+    batches = eval_batches(lengths, 32)  # the old cut: one batch of 32 padded to 128 (4,096 tokens)
+    assert [len(b) for b in batches] == [31, 1] and batches[1].tolist() == [31]
+    assert [len(b) for b in eval_batches(lengths, 32, call_cost=0)] == [32]  # call_cost=0: fixed cuts, as before
+
+
+def test_eval_batches_cuts_are_the_cheapest_and_cover_every_index_once():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        n, size, call_cost = int(rng.integers(1, 9)), int(rng.integers(1, 5)), int(rng.integers(1, 80))
+        lengths = rng.integers(2, 60, size=n)
+        batches = eval_batches(lengths, size, call_cost=call_cost)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(n)) and max(len(b) for b in batches) <= size
+        order = np.argsort(lengths, kind="stable")
+        best = min(  # every way to cut the length-sorted order into runs of at most `size`
+            _cost([order[a:b] for a, b in zip((0, *cuts), (*cuts, n))], lengths, call_cost)
+            for k in range(n) for cuts in itertools.combinations(range(1, n), k)
+            if all(b - a <= size for a, b in zip((0, *cuts), (*cuts, n)))
+        )
+        assert _cost(batches, lengths, call_cost) == best, (trial, lengths.tolist(), size, call_cost)
