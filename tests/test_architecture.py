@@ -26,7 +26,7 @@ LAYERS = [
     ("bertbridge.core.tasks",),
     ("bertbridge.core.api",),
     ("bertbridge.core.cli", "bertbridge.core.forwarding", "bertbridge.core.sagemaker",
-     "bertbridge.core.serving.server", "bertbridge.core.serving.handlers"),
+     "bertbridge.core.serving.server", "bertbridge.core.serving.handlers", "bertbridge.core.serving.timeouts"),
 ]
 FACADE = "bertbridge.core.api"
 ENTRY_POINTS = LAYERS[-1]

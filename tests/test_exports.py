@@ -1,4 +1,5 @@
-"""TorchScript and ONNX exports: verified against the model, loadable, servable through onnxruntime."""
+"""TorchScript (legacy) and ONNX exports: verified against the model, loadable, servable through onnxruntime.
+The fast formats (pt2, optimized and int8 ONNX) are tested in test_fast_exports.py."""
 
 import numpy as np
 import pytest
@@ -22,11 +23,12 @@ def trained(tiny_model_dir, tmp_path_factory):
     return bertbridge.train(tiny_spec(tiny_model_dir, data, tmp / "model", epochs=2))
 
 
-def test_torchscript_export_matches_the_model(trained, tmp_path):
+def test_torchscript_export_still_matches_the_model_and_says_it_is_deprecated(trained, tmp_path):
     from bertbridge.backends.pytorch.export import run_export
     from bertbridge.core.text.batching import collate
 
-    path = bertbridge.export(trained.path, "torchscript", tmp_path / "ts")
+    with pytest.warns(FutureWarning, match="torchscript export format is deprecated.*use --format pt2"):
+        path = bertbridge.export(trained.path, "torchscript", tmp_path / "ts")
     assert path.name == "model.torchscript.pt" and (path.parent / "bertbridge.json").is_file()
     feats = trained.encode(TEXTS)
     batch = collate(feats, np.arange(len(TEXTS)))

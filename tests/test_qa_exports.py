@@ -56,7 +56,7 @@ def read_squad_pairs(pairs):
     return examples_from_pairs([q for q, _ in pairs], [c for _, c in pairs])
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_torch_exports_give_start_and_end_logits_like_the_model(qa, tmp_path, fmt):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")

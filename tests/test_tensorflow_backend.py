@@ -118,7 +118,7 @@ def test_savedmodel_export_and_tf_serving_handlers(tiny_model_dir, toy_data, tmp
     with pytest.raises(ArtifactError, match="version 1 already exists"):
         bertbridge.export(clf.path, "savedmodel", tmp_path / "export")
     assert bertbridge.export(clf.path, "savedmodel", tmp_path / "export", version=2).name == "2"
-    with pytest.raises(NotSupportedError, match=r"invalid export format 'tflite'; available: mxnet-symbol \(mxnet\), onnx \(pytorch\), savedmodel \(tensorflow\), torchscript \(pytorch\)"):
+    with pytest.raises(NotSupportedError, match=r"invalid export format 'tflite'; available: mxnet-symbol \(mxnet\), onnx \(pytorch\), pt2 \(pytorch\), savedmodel \(tensorflow\), torchscript \(pytorch\)"):
         bertbridge.export(clf.path, "tflite", tmp_path / "x")
 
 

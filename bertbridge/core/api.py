@@ -23,10 +23,11 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from bertbridge.core.distributed import data_parallel
 from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.io import locks
-from bertbridge.core.io.artifacts import Manifest, check_output_dir, check_weights
-from bertbridge.core.plugins.registry import backends, models, select_backend, tasks
+from bertbridge.core.io.artifacts import Manifest, atomic_directory, check_output_dir, check_weights, record_export
+from bertbridge.core.plugins.registry import backends, export_reader, export_refiner, models, select_backend, tasks
 from bertbridge.core.spec import TaskSpec, apply_overrides
 from bertbridge.core.task import Predictor
+from bertbridge.core.tasks import export_quality
 from bertbridge.core.text.tokenize import TextEncoder
 from bertbridge.core.training.run import run_training
 
@@ -111,13 +112,19 @@ def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_
     """Open a saved model folder as its task's predictor (a ``TextClassifier`` for
     ``text_classification``, a ``QuestionAnswerer`` for ``question_answering``). The backend
     is ``backend`` if given, else the one that trained it; any backend that supports the
-    task can open any backend's artifact."""
+    task can open any backend's artifact. An export folder (``bertbridge export``) is run by
+    the backend that opens its format (``onnx``: ONNX Runtime, ``pt2``: PyTorch) unless
+    ``backend`` says otherwise."""
     folder = Path(path)
     manifest = Manifest.read(folder)
     check_weights(folder)
     task = tasks().get(manifest.task)
-    chosen = select_backend(backend, manifest.backend, task=task.name)
-    model = chosen.load_model(folder, task.model_setup(manifest))
+    fmt = manifest.export.get("format")
+    reader = export_reader(fmt) if fmt and backend is None else None
+    chosen = reader or select_backend(backend, manifest.backend, task=task.name)
+    chosen.ensure_supports(task.name, task.head)
+    setup = task.model_setup(manifest)
+    model = chosen.load_export(folder, fmt, setup) if fmt in chosen.loads_exports else chosen.load_model(folder, setup)
     predictor = task.predictor(model, TextEncoder.from_pretrained(folder), manifest, batch_size=batch_size)
     predictor.path = folder.resolve()
     predictor.running_backend = chosen.name
@@ -151,11 +158,30 @@ def export(
     out_dir: Union[str, os.PathLike],
     *,
     backend: Optional[str] = None,
+    optimize: bool = False,
+    quantize: Optional[str] = None,
+    validate: Union[str, os.PathLike, None] = None,
+    max_drop: float = 1.0,
     **options: Any,
 ) -> Path:
-    """Export a saved model to a serving format (``savedmodel``, ...). The backend is
-    ``backend`` if given, else the one that trained the model if it writes ``fmt``,
-    else any installed backend that does."""
+    """Export a saved model to a serving format (``onnx``, ``pt2``, ``savedmodel``, ...); returns the
+    exported file. The backend is ``backend`` if given, else the one that trained the model if it
+    writes ``fmt``, else any installed backend that does.
+
+    ``optimize`` applies the format's graph fusions and ``quantize`` (``"int8"``: dynamic, weights
+    int8, activations quantized at run time) its quantization, by the backend that serves the format
+    (ONNX Runtime for ``onnx``). A quantized export is scored against the model on ``validate`` (a
+    labelled file; default: the training run's validation file) by the task's metric (accuracy or
+    micro-F1, QA F1); the numbers go into the export's ``bertbridge.json`` (``export.validation``),
+    and a drop over ``max_drop`` points is refused with both scores, writing nothing.
+
+    Example::
+
+        >>> out = bertbridge.export("outputs/sentiment", "onnx", "outputs/sentiment-int8",   # doctest: +SKIP
+        ...                         optimize=True, quantize="int8", validate="examples/sentiment/dev.tsv")
+        >>> bertbridge.load(out.parent).backend                                              # doctest: +SKIP
+        'onnx'
+    """
     folder = Path(path)
     manifest = Manifest.read(folder)
     check_weights(folder)
@@ -167,7 +193,28 @@ def export(
     chosen = select_backend(backend, task=manifest.task) if backend is not None else _export_writer(fmt, manifest.backend)
     if fmt not in chosen.exports:
         raise NotSupportedError(f"backend {chosen.name!r} cannot export {fmt!r}; it writes: {', '.join(chosen.exports) or 'nothing'}.")
-    return chosen.export(folder, fmt, Path(out_dir), setup=task.model_setup(manifest), **options)
+    setup = task.model_setup(manifest)
+    if not (optimize or quantize):
+        return chosen.export(folder, fmt, Path(out_dir), setup=setup, **options)
+    refiner = export_refiner(fmt, quantize)  # everything that can fail cheaply fails before the export work
+    data = export_quality.validation_file(validate, manifest, folder) if quantize else None
+    with atomic_directory(Path(out_dir)) as staging:
+        written = chosen.export(folder, fmt, staging / "plain", setup=setup, **options)
+        _move_up(staging / "plain", staging)
+        details = refiner.refine_export(staging, fmt, optimize=optimize, quantize=quantize)
+        if data is not None:
+            exported = refiner.load_export(staging, fmt, setup)
+            details["validation"] = export_quality.compare(task, manifest, chosen.load_model(folder, setup), exported,
+                                                           TextEncoder.from_pretrained(folder), data, max_drop=max_drop)
+        record_export(staging, fmt, written.name, **details)
+    return Path(out_dir).resolve() / written.name
+
+
+def _move_up(inner: Path, outer: Path) -> None:
+    """Move an export written into ``outer/inner`` up into ``outer`` (the folder being staged)."""
+    for entry in inner.iterdir():
+        entry.rename(outer / entry.name)
+    inner.rmdir()
 
 
 def _export_writer(fmt: str, trained_by: str):

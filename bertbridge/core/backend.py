@@ -41,6 +41,22 @@ Batch = Mapping[str, np.ndarray]
 
 HEADS = ("sequence", "span")
 
+THREADS_ENV = "BERTBRIDGE_THREADS"
+
+
+def intra_op_threads() -> Optional[int]:
+    """Threads one forward pass may use (the framework's intra-op pool), from ``BERTBRIDGE_THREADS``;
+    None: the framework's default (every core). ``bertbridge serve --workers N`` sets it to cores / N,
+    so N processes do not fight over the cores."""
+    import os
+
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise BackendUnavailableError(f"{THREADS_ENV}={value!r}: give a whole number of threads (1 or more), or unset it.")
+    return int(value)
+
 
 EXPORT_OUTPUTS = {"sequence": ("logits",), "span": ("start_logits", "end_logits")}
 """Output names of an exported model, per head (what every exporter writes and every export loader reads)."""
@@ -166,6 +182,12 @@ class Backend:
     """False for inference-only backends (they load exports); training with one is refused up front."""
     exports: ClassVar[tuple[str, ...]] = ()
     """Export formats this backend writes (``savedmodel``, ...); see :meth:`export`."""
+    loads_exports: ClassVar[tuple[str, ...]] = ()
+    """Export formats this backend opens for inference (:meth:`load_export`): ``bertbridge.load``
+    and ``bertbridge serve`` pick it for an export folder of one of them."""
+    quantizes: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Per export format, the quantizations :meth:`refine_export` applies (e.g. ``{"onnx": ("int8",)}``);
+    a format listed here (even with no quantization) can also be graph-optimized."""
     debugger: ClassVar[bool] = False
     """True when :meth:`debug_session` records SageMaker Debugger trials (``debugger.attention``)."""
     sagemaker_image: ClassVar[Mapping[str, str]] = {}
@@ -304,6 +326,17 @@ class Backend:
         task's :class:`ModelSetup` (its ``head`` decides the outputs: ``logits`` for ``sequence``,
         ``start_logits`` and ``end_logits`` for ``span``)."""
         raise NotSupportedError(f"backend {self.name!r} exports no format ({fmt!r} was asked for).")
+
+    def load_export(self, export_dir: Path, fmt: str, setup: ModelSetup) -> InferenceModel:
+        """Open the ``fmt`` file of an export folder (one of :attr:`loads_exports`) for inference."""
+        raise NotSupportedError(f"backend {self.name!r} opens no export format ({fmt!r} was asked for).")
+
+    def refine_export(self, export_dir: Path, fmt: str, *, optimize: bool, quantize: Optional[str]) -> dict[str, Any]:
+        """Graph-optimize and/or quantize, in place, the ``fmt`` file of an export folder being written
+        (a format in :attr:`quantizes`). Returns what was done, for the export's manifest (e.g. the
+        fused operators). An optimized, unquantized model must still match the plain export (the
+        backend checks it); a quantized one is judged by core on validation data afterwards."""
+        raise NotSupportedError(f"backend {self.name!r} cannot optimize or quantize {fmt!r} exports.")
 
 
 def _python() -> str:

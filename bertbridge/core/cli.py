@@ -8,8 +8,9 @@
     bertbridge run-local SPEC [--backend B] [--base-dir DIR] [--input-mode File|Pipe] [--python PY]
     bertbridge sagemaker train SPEC --role ARN --instance-type T [--spot] [--wait]
     bertbridge sagemaker deploy MODEL --role ARN --instance-type T [--endpoint-name N]
-    bertbridge serve MODEL [--host 127.0.0.1] [--port 8080]   # GET /ping, POST /invocations
-    bertbridge export MODEL --format savedmodel --out DIR [--version 1]
+    bertbridge serve MODEL|EXPORT [--host 127.0.0.1] [--port 8080] [--workers N]   # GET /ping, POST /invocations
+    bertbridge export MODEL --format onnx|pt2|savedmodel|... --out DIR [--version 1]
+    bertbridge export MODEL --format onnx --out DIR --optimize [--quantize int8 [--validate DATA] [--max-drop 1]]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
     bertbridge attention TRIAL --step N --out view.html [--png grid.png] [--example I]
     bertbridge backends [--json]
@@ -118,13 +119,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds a request's line and headers may take to arrive before the connection is closed")
     p.add_argument("--body-timeout", type=float, default=30.0,
                    help="seconds a request body may take to arrive after its headers (408 after that)")
+    p.add_argument("--workers", type=int, default=1, help="processes serving the port, each with its own model (default 1)")
+    p.add_argument("--threads", type=int, help="intra-op threads per process (default: every core, divided among --workers)")
 
-    p = sub.add_parser("export", help="export a trained model for serving (e.g. a TF Serving SavedModel)")
+    p = sub.add_parser("export", help="export a trained model for serving (ONNX, torch.export, a TF Serving SavedModel, ...)")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
-    p.add_argument("--format", required=True, dest="fmt", help="export format, e.g. savedmodel")
+    p.add_argument("--format", required=True, dest="fmt", help="export format: onnx, pt2, savedmodel, mxnet-symbol, torchscript (deprecated)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--version", type=int, default=1, help="model version sub-folder (savedmodel; default 1)")
     p.add_argument("--backend", help="backend that writes the export (default: one that supports the format)")
+    p.add_argument("--optimize", action="store_true", help="apply the format's graph fusions (onnx: ONNX Runtime's transformer optimizer)")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (weights int8, activations at run time); "
+                   "the export is scored against the model and refused over --max-drop")
+    p.add_argument("--validate", metavar="DATA", help="labelled file a quantized export is scored on (default: the training run's validation file)")
+    p.add_argument("--max-drop", type=float, default=1.0, help="largest metric drop, in points, a quantized export may have (default 1)")
 
     p = sub.add_parser("export-tfrecord", help="tokenize a split of a spec into TFRecord shards")
     p.add_argument("spec", help="task spec (.yaml, .yml or .json)")
@@ -277,15 +285,35 @@ def _serve(args) -> int:
 
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                           header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout)
-    serve(args.model, host=args.host, port=args.port, backend=args.backend, config=config)
+    serve(args.model, host=args.host, port=args.port, backend=args.backend, config=config, workers=args.workers,
+          threads=args.threads)
     return 0
 
 
 def _export(args) -> int:
     from bertbridge.core.api import export
 
-    print(export(args.model, args.fmt, args.out, backend=args.backend, version=args.version))
+    if (args.validate is not None or args.max_drop != 1.0) and not args.quantize:
+        raise DataError("--validate and --max-drop judge a quantized export: add --quantize int8, or leave them out.")
+    written = export(args.model, args.fmt, args.out, backend=args.backend, version=args.version, optimize=args.optimize,
+                     quantize=args.quantize, validate=args.validate, max_drop=args.max_drop)
+    check = _export_validation(written)
+    if check:
+        print(f"{check['metric']}: model {check['model']:.4f}, export {check['export']:.4f}, drop {check['drop']:.2f} points "
+              f"(budget {check['max_drop']:g}) on {check['data']}", file=sys.stderr)
+    print(written)
     return 0
+
+
+def _export_validation(written: Path) -> dict:
+    """The accuracy check recorded in an export folder's manifest (empty when there was none)."""
+    from bertbridge.core.io.artifacts import Manifest
+
+    folder = written.parent
+    try:
+        return dict(Manifest.read(folder).export.get("validation", {}))
+    except BertbridgeError:  # formats whose file is not beside the manifest (savedmodel: DIR/1/)
+        return {}
 
 
 def _export_tfrecord(args) -> int:

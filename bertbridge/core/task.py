@@ -131,6 +131,13 @@ class Task(abc.ABC):
         """The metric watched when the spec names none. Default: the first of :meth:`monitors`."""
         return self.monitors(spec)[0]
 
+    def quality_metric(self, manifest: "Manifest") -> tuple[str, float]:
+        """The evaluation metric a quantized export is judged by (higher is better) and how many
+        points one unit of it is (100 for a 0-1 accuracy, 1 for an F1 already in points).
+        Default: none, so quantized exports of this task are refused."""
+        raise NotSupportedError(f"{self.name} names no quality metric, so its exports cannot be quantized "
+                                "(the accuracy budget needs one); export without --quantize.")
+
     @abc.abstractmethod
     def read_data(self, spec: "TaskSpec", encoder: "TextEncoder", backend: str) -> TaskData:
         """Read, check and tokenize ``data.train`` (and ``validation``/``test`` when set) with

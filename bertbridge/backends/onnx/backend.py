@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Optional
 
 from bertbridge.core.backend import Backend, InferenceModel, ModelSetup
 from bertbridge.core.errors import ArtifactError
@@ -17,6 +18,8 @@ class OnnxBackend(Backend):
     tasks = ("text_classification", "question_answering")
     heads = ("sequence", "span")
     trains = False
+    loads_exports = ("onnx",)
+    quantizes = {"onnx": ("int8",)}
 
     def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
         path = Path(artifact_dir) / "model.onnx"
@@ -25,3 +28,14 @@ class OnnxBackend(Backend):
         from .model import OnnxClassifier
 
         return OnnxClassifier(path, setup.head)
+
+    def load_export(self, export_dir: Path, fmt: str, setup: ModelSetup) -> InferenceModel:
+        self.ensure_available()
+        return self.load_model(export_dir, setup)
+
+    def refine_export(self, export_dir: Path, fmt: str, *, optimize: bool, quantize: Optional[str]) -> dict[str, Any]:
+        """ONNX Runtime's transformer fusions (``optimize``) and dynamic int8 quantization; see :mod:`.refine`."""
+        self.ensure_available()
+        from .refine import refine
+
+        return refine(export_dir, optimize=optimize, quantize=quantize)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bertbridge.core.backend import EXPORT_OUTPUTS, Batch, InferenceModel
+from bertbridge.core.backend import EXPORT_OUTPUTS, Batch, InferenceModel, intra_op_threads
 from bertbridge.core.errors import ArtifactError, NotSupportedError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -20,6 +20,10 @@ class OnnxClassifier(InferenceModel):
     def __init__(self, path: Path, head: str = "sequence") -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = intra_op_threads()
+        if threads:  # one batch at a time: all threads go to the operators, none to parallel branches
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = list(EXPORT_OUTPUTS[head])
         found = [o.name for o in self.session.get_outputs()]

@@ -15,7 +15,8 @@ class PyTorchBackend(Backend):
     distributions = ("torch",)
     tasks = ("text_classification", "question_answering")
     heads = ("sequence", "span")
-    exports = ("torchscript", "onnx")
+    exports = ("pt2", "onnx", "torchscript")
+    loads_exports = ("pt2",)
     sagemaker_image = {"framework": "pytorch", "version": "2.3", "py_version": "py311"}
     # The backend runs on transformers 4.57+ and 5.x, but transformers 5 needs torch>=2.6 (with an older
     # torch it imports with PyTorch disabled) and this image has torch 2.3: keep the job on 4.57.x
@@ -32,8 +33,9 @@ class PyTorchBackend(Backend):
         return TorchClassifier.from_pretrained(pretrained_dir, setup)
 
     def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
-        from .model import TorchClassifier
+        from .model import TorchClassifier, use_threads
 
+        use_threads()
         return TorchClassifier.from_artifact(artifact_dir, setup)
 
     def launched_by_engine(self, environ: Mapping[str, str]) -> bool:
@@ -58,7 +60,26 @@ class PyTorchBackend(Backend):
         return Torchrun(process_count_per_node=processes_per_host)
 
     def export(self, artifact_dir: Path, fmt: str, out_dir: Path, *, setup, **options) -> Path:
-        """``torchscript`` or ``onnx`` (needs onnx + onnxruntime: pip install 'bertbridge[onnx]')."""
+        """``pt2`` (torch.export), ``onnx`` (needs onnx + onnxruntime: pip install 'bertbridge[onnx]') or
+        ``torchscript`` (deprecated)."""
         from .export import export
 
         return export(artifact_dir, fmt, out_dir, setup)
+
+    def load_export(self, export_dir: Path, fmt: str, setup: ModelSetup) -> InferenceModel:
+        """A ``model.pt2`` (checked for pickles first)."""
+        from .export import FILES, ExportedProgramModel
+        from .model import use_threads
+
+        self.ensure_available()
+        use_threads()
+        return ExportedProgramModel(_export_file(export_dir, FILES[fmt], fmt))
+
+
+def _export_file(export_dir: Path, name: str, fmt: str) -> Path:
+    from bertbridge.core.errors import ArtifactError
+
+    path = Path(export_dir) / name
+    if not path.is_file():
+        raise ArtifactError(f"{export_dir}: no {name}. Create it with: bertbridge export MODEL --format {fmt} --out {export_dir}")
+    return path

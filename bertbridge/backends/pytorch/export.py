@@ -1,13 +1,21 @@
-"""TorchScript and ONNX exports of a PyTorch-format model, each checked against the original.
+"""``torch.export`` (``.pt2``), ONNX and TorchScript exports of a model, each checked against the original.
 
 An export folder is the model folder (so it stays loadable and servable) plus
-``model.torchscript.pt`` or ``model.onnx``: inputs ``input_ids``, ``attention_mask``,
+``model.pt2``, ``model.onnx`` or ``model.torchscript.pt``, and its manifest's ``export``
+section names the format and file (so ``bertbridge.load`` and ``bertbridge serve`` run the
+export, not the weights). Inputs ``input_ids``, ``attention_mask``,
 ``token_type_ids`` (int64, [batch, sequence], both axes dynamic). Outputs follow the
 model's head: ``logits`` (float32, [batch, num_labels]) for a classifier;
 ``start_logits`` and ``end_logits`` (float32, [batch, sequence]) for question answering
 (the answer span is picked from them by the same windowing and post-processing as
 every other path: :mod:`bertbridge.core.tasks.qa`). The export is verified on inputs of
 other batch sizes and lengths than it was traced with; a difference over 1e-4 fails the export.
+
+``pt2`` is an ExportedProgram (``torch.export``), TorchScript's successor; it is written without
+example inputs and with every weight as raw bytes, and :func:`check_pt2_archive` refuses, before
+loading, any archive holding a pickle (``torch.export.load`` would unpickle it). ``torchscript`` is
+kept for existing TorchServe / C++ users only: it is deprecated upstream, bertbridge never loads it
+(loading a TorchScript archive unpickles its ``data.pkl``), and writing it warns.
 """
 
 from __future__ import annotations
@@ -18,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertbridge.core.backend import EXPORT_OUTPUTS, ModelSetup
-from bertbridge.core.errors import ArtifactError, BackendUnavailableError
-from bertbridge.core.io.artifacts import atomic_directory, copy_files
+from bertbridge.core.backend import EXPORT_OUTPUTS, Batch, InferenceModel, ModelSetup
+from bertbridge.core.errors import ArtifactError, BackendUnavailableError, NotSupportedError
+from bertbridge.core.io.artifacts import atomic_directory, copy_files, record_export
 
 from .model import TorchClassifier, _quiet_transformers
 
-FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+FILES = {"pt2": "model.pt2", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOLERANCE = 1e-4
 
@@ -67,42 +75,71 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path, setup: ModelSetup) -> Pa
         missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
             raise BackendUnavailableError(f"ONNX export needs {', '.join(missing)}: pip install 'bertbridge[onnx]'")
+    if fmt == "torchscript":
+        warnings.warn("the torchscript export format is deprecated (TorchScript is deprecated in PyTorch); "
+                      "use --format pt2 (torch.export) or onnx. It is kept for TorchServe / C++ users and "
+                      "bertbridge does not load it.", FutureWarning, stacklevel=3)
     outputs = EXPORT_OUTPUTS[setup.head]
-    clf = TorchClassifier.from_artifact(artifact_dir, setup, attention="eager")  # traceable attention
+    # eager attention traces into plain operators for TorchScript and ONNX; torch.export keeps SDPA
+    clf = TorchClassifier.from_artifact(artifact_dir, setup, attention="sdpa" if fmt == "pt2" else "eager")
     module = _Logits(clf.model.eval(), outputs).eval()
     vocab = int(clf.model.config.vocab_size)
+    max_length = int(getattr(clf.model.config, "max_position_embeddings", 512))
     example = _sample(2, 16, vocab, 0)
     with atomic_directory(Path(out_dir)) as staging:
         copy_files(Path(artifact_dir), staging)
         path = staging / FILES[fmt]
         args = tuple(torch.from_numpy(example[k]) for k in INPUTS)
         with torch.no_grad(), warnings.catch_warnings():
-            if fmt == "torchscript":
-                # transformers 5 no longer tests TorchScript (nor does it guarantee it): _verify below is
-                # what vouches for the file. Its notices while tracing are known to be harmless: the mask
-                # helper's "padding length > 0" test (always False for an encoder without a cache), and
-                # the deprecated or unused properties (is_gradient_checkpointing, loss_function) that the
-                # tracer reads while walking the module.
-                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"transformers\.masking_utils")
-                warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-                with _quiet_transformers():
-                    torch.jit.trace(module, args, strict=False).save(str(path))
-            else:
-                # dynamic_shapes (torch.export's form; dynamic_axes is only translated to it, with warnings);
-                # the logits' batch axis follows from the inputs'.
-                batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-                torch.onnx.export(
-                    module, args, str(path), input_names=list(INPUTS), output_names=list(outputs),
-                    dynamic_shapes={k: {0: batch, 1: sequence} for k in INPUTS},
-                    opset_version=18, dynamo=True, verbose=False,
-                )
+            _WRITERS[fmt](module, args, path, outputs, max_length)
         _verify(fmt, path, module, vocab)
+        record_export(staging, fmt, FILES[fmt])
     target = Path(out_dir).resolve()
     return target / FILES[fmt]
 
 
+def _dynamic_shapes(max_length: int) -> dict:
+    """Batch and sequence axes of every input, dynamic (torch.export's form; the outputs' follow)."""
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max_length)
+    return {k: {0: batch, 1: sequence} for k in INPUTS}
+
+
+def _write_torchscript(module, args, path: Path, outputs, max_length: int) -> None:
+    # transformers 5 no longer tests TorchScript (nor does it guarantee it): _verify is what vouches
+    # for the file. Its notices while tracing are known to be harmless: the mask helper's "padding
+    # length > 0" test (always False for an encoder without a cache), and the deprecated or unused
+    # properties (is_gradient_checkpointing, loss_function) that the tracer reads while walking the module.
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"transformers\.masking_utils")
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    with _quiet_transformers():
+        torch.jit.trace(module, args, strict=False).save(str(path))
+
+
+def _write_onnx(module, args, path: Path, outputs, max_length: int) -> None:
+    torch.onnx.export(module, args, str(path), input_names=list(INPUTS), output_names=list(outputs),
+                      dynamic_shapes=_dynamic_shapes(max_length), opset_version=18, dynamo=True, verbose=False)
+
+
+def _write_pt2(module, args, path: Path, outputs, max_length: int) -> None:
+    with _quiet_transformers():
+        program = torch.export.export(module, args, dynamic_shapes=tuple(_dynamic_shapes(max_length).values()))
+    program.example_inputs = None  # saved as a pickle otherwise
+    torch.export.save(program, str(path))
+
+
+_WRITERS = {"torchscript": _write_torchscript, "onnx": _write_onnx, "pt2": _write_pt2}
+
+
 def run_export(fmt: str, path: Path):
     """A callable numpy batch -> logits (the inference contract's shape, see :func:`as_logits`) for an exported file."""
+    if fmt == "pt2":
+        program = load_pt2(path)
+
+        def run_program(batch):
+            with torch.no_grad():
+                return as_logits(program(*(torch.from_numpy(np.ascontiguousarray(batch[k], dtype=np.int64)) for k in INPUTS)))
+
+        return run_program
     if fmt == "torchscript":
         scripted = torch.jit.load(str(path)).eval()
 
@@ -126,3 +163,59 @@ def _verify(fmt: str, path: Path, module: torch.nn.Module, vocab: int) -> None:
         diff = float(np.abs(run(sample) - want).max())
         if diff > TOLERANCE:
             raise ArtifactError(f"{path}: the {fmt} export differs from the model by {diff:.2e} (> {TOLERANCE}); it was not saved.")
+
+
+_RAW_PREFIXES = ("weight_", "tensor_")
+
+
+def check_pt2_archive(path: Path) -> None:
+    """Refuse a ``.pt2`` that ``torch.export.load`` would unpickle anything from: a weight or
+    constant stored as a pickle (``use_pickle``, custom or opaque objects), a legacy ``.pt``
+    weights file, or pickled example inputs. bertbridge's own exports hold none of them."""
+    import json
+    import zipfile
+
+    def refuse(why: str) -> None:
+        raise ArtifactError(f"{path}: {why}, which loading would unpickle; bertbridge loads only .pt2 files without "
+                            "pickles (as 'bertbridge export MODEL --format pt2' writes them). Export the model again.")
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{path}: not a readable .pt2 archive ({exc}). Export the model again.") from None
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            if "/data/sample_inputs/" in name and info.file_size:
+                refuse(f"{name} holds example inputs")
+            if name.endswith((".pt", ".pkl")) and "/data/sample_inputs/" not in name:
+                refuse(f"it holds {name}")
+            if "/data/" in name and name.endswith("_config.json"):
+                try:
+                    config = json.loads(archive.read(name)).get("config", {})
+                except ValueError:
+                    refuse(f"{name} is not JSON")
+                for key, payload in config.items():
+                    if payload.get("use_pickle") or not str(payload.get("path_name", "")).startswith(_RAW_PREFIXES):
+                        refuse(f"{key!r} is stored as a pickled object")
+
+
+def load_pt2(path: Path):
+    """The callable module of a checked ``.pt2`` (inputs ``input_ids``, ``attention_mask``, ``token_type_ids``)."""
+    check_pt2_archive(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.export.load(str(path)).module()
+
+
+class ExportedProgramModel(InferenceModel):
+    """A ``model.pt2`` export served by the inference contract."""
+
+    def __init__(self, path: Path) -> None:
+        self.run = run_export("pt2", path)
+
+    def logits(self, batch: Batch) -> np.ndarray:
+        return self.run(batch)
+
+    def save(self, directory: Path) -> None:
+        raise NotSupportedError("a .pt2 export is written by bertbridge export; it cannot be re-saved as weights.")

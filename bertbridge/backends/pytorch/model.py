@@ -27,6 +27,15 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
 
 
+def use_threads() -> None:
+    """Give inference the intra-op threads ``BERTBRIDGE_THREADS`` asks for (default: torch's, every core)."""
+    from bertbridge.core.backend import intra_op_threads
+
+    threads = intra_op_threads()
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime as _dt
 import importlib.metadata
 import json
@@ -53,6 +54,9 @@ class Manifest:
     qa: Mapping[str, Any] = field(default_factory=dict)
     """Question answering: window and answer settings (doc_stride, max_question_length,
     max_answer_length, n_best, null_threshold, v2)."""
+    export: Mapping[str, Any] = field(default_factory=dict)
+    """In an export folder: ``format``, ``file`` (the exported model, relative to the folder) and what
+    was done to it (``optimized``, ``quantized``, ``validation``); empty in a model folder."""
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
@@ -90,7 +94,7 @@ class Manifest:
             raise ArtifactError(f"{path}: the manifest lacks {', '.join(missing)}. The folder is damaged; retrain or restore it.")
         types = {"task": str, "labels": list, "backend": str, "max_seq_length": int, "lowercase": bool,
                  "multi_label": bool, "threshold": (int, float), "text_pair": bool, "data": dict, "metrics": dict,
-                 "qa": dict}
+                 "qa": dict, "export": dict}
         for key, expected in types.items():
             if key in data and (not isinstance(data[key], expected) or (expected is int and isinstance(data[key], bool))):
                 raise ArtifactError(f"{path}: manifest field {key!r} has the wrong type ({type(data[key]).__name__}). The folder is damaged; retrain or restore it.")
@@ -101,6 +105,16 @@ class Manifest:
             raise ArtifactError(f"{path}: the manifest lists label(s) {', '.join(map(repr, dupes))} more than once, so "
                                 "their classes cannot be told apart. The folder is damaged; retrain or restore it.")
         return cls(**kwargs)
+
+
+def record_export(folder: Path, fmt: str, file: str, **details: Any) -> Manifest:
+    """Mark the model folder copy at ``folder`` (an export being staged) as an ``fmt`` export whose
+    model is ``file``; ``details`` are added to the manifest's ``export`` section. Returns the manifest."""
+    manifest = Manifest.read(folder)
+    export = {**manifest.export, "format": fmt, "file": file, **details}
+    updated = dataclasses.replace(manifest, export=export)
+    (Path(folder) / MANIFEST_NAME).write_text(updated.to_json(), encoding="utf-8")
+    return updated
 
 
 def library_versions(distributions: Sequence[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ import pluggy
 
 from bertbridge.core import hookspecs
 from bertbridge.core.backend import Backend
-from bertbridge.core.errors import BackendError, ModelNotFoundError, UnknownBackendError, UnknownTaskError
+from bertbridge.core.errors import BackendError, ModelNotFoundError, NotSupportedError, UnknownBackendError, UnknownTaskError
 from bertbridge.core.task import Task
 
 T = TypeVar("T")
@@ -247,3 +247,28 @@ def select_backend(explicit: Optional[str] = None, spec_value: Optional[str] = N
     if task is not None:
         backend.ensure_supports(task, tasks().get(task).head)
     return backend
+
+
+def export_reader(fmt: str) -> Optional[Backend]:
+    """The backend that opens ``fmt`` exports (an installed one first), or None when no backend
+    loads that format (its folder is then opened by its weights, like a model folder)."""
+    readers = [b for b in backends() if fmt in b.loads_exports]
+    if not readers:
+        return None
+    installed = [b for b in readers if b.status().available]
+    chosen = (installed or readers)[0]
+    chosen.ensure_available()
+    return chosen
+
+
+def export_refiner(fmt: str, quantize: Optional[str]) -> Backend:
+    """The backend that graph-optimizes (and, with ``quantize``, quantizes) ``fmt`` exports."""
+    able = [b for b in backends() if fmt in b.quantizes and (quantize is None or quantize in b.quantizes[fmt])]
+    if not able:
+        offers = sorted(f"{f}: {', '.join(q) or 'optimize only'} ({b.name})" for b in backends() for f, q in b.quantizes.items())
+        asked = f"quantize {fmt!r} exports to {quantize}" if quantize else f"optimize {fmt!r} exports"
+        raise NotSupportedError(f"no backend can {asked}; available: {'; '.join(offers) or 'none'}.")
+    installed = [b for b in able if b.status().available]
+    chosen = (installed or able)[0]
+    chosen.ensure_available()
+    return chosen

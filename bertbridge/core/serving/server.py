@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -197,59 +199,51 @@ def create_app(predict: PredictFn, text_pair: bool = False, config: ServerConfig
     return app
 
 
+SERVE_ENV = "BERTBRIDGE_SERVE"
+"""How ``serve`` tells its worker processes what to load (JSON: model, backend, config)."""
+
+
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, backend: Optional[str] = None,
-          config: ServerConfig = ServerConfig(), graceful_timeout: float = 30.0) -> None:
-    """Load the model and serve it until SIGTERM/SIGINT."""
+          config: ServerConfig = ServerConfig(), graceful_timeout: float = 30.0, workers: int = 1,
+          threads: Optional[int] = None) -> None:
+    """Load the model and serve it until SIGTERM/SIGINT.
+
+    ``workers`` > 1 runs that many processes on the one port (uvicorn's supervisor), each with its own
+    copy of the model and ``threads`` intra-op threads (default: the cores divided among the workers);
+    one worker uses every core for each batch (see docs/serving.md for when each wins)."""
     import uvicorn
 
-    from bertbridge.core.api import load
+    from bertbridge.core.backend import THREADS_ENV
+    from bertbridge.core.serving.timeouts import HeaderTimeoutH11Protocol
 
-    model = load(model_path, backend=backend)
-    app = create_app(model.predict, config=config, normalize=model.normalize_request)
+    if workers < 1:
+        raise BertbridgeError(f"--workers {workers}: give 1 or more.")
+    if threads is not None or workers > 1:
+        os.environ[THREADS_ENV] = str(threads or max(1, (os.cpu_count() or 1) // workers))
+    os.environ[SERVE_ENV] = json.dumps({"model": str(model_path), "backend": backend, "config": dataclasses.asdict(config)})
+    app = app_from_environment()  # loads the model here first: a bad folder fails before any worker starts
+    model = app.state.model
     print(json.dumps({"event": "serving", "model": str(model.path), "backend": model.running_backend,
-                      "trained_backend": model.manifest.backend, "host": host, "port": port}), flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=graceful_timeout,
-                http=header_timeout_protocol(config.header_timeout_s))
+                      "trained_backend": model.manifest.backend, "export": model.manifest.export.get("format"),
+                      "host": host, "port": port, "workers": workers, "threads": os.environ.get(THREADS_ENV)}), flush=True)
+    common = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": graceful_timeout,
+              "http": HeaderTimeoutH11Protocol}
+    if workers == 1:
+        uvicorn.run(app, **common)
+    else:
+        del app, model  # each worker loads its own
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **common)
 
 
-def header_timeout_protocol(seconds: float):
-    """uvicorn's h11 protocol, closing a connection whose request headers take over ``seconds``
-    (uvicorn times out idle keep-alive connections, but not a request that trickles in)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+def app_from_environment():
+    """The app for the model ``BERTBRIDGE_SERVE`` names (what each ``--workers`` process builds)."""
+    from bertbridge.core.api import load
+    from bertbridge.core.serving.timeouts import HeaderTimeoutH11Protocol
 
-    class HeaderTimeoutH11Protocol(H11Protocol):
-        header_timer: Optional[asyncio.TimerHandle] = None
-
-        def connection_made(self, transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.cycle is not None and not self.cycle.response_complete:
-                self._disarm()  # headers complete: a request is being handled
-            elif self.header_timer is None:
-                self._arm()  # bytes of the next request began arriving
-
-        def on_response_complete(self) -> None:
-            self._disarm()  # uvicorn's keep-alive timeout covers the idle time from here
-            super().on_response_complete()
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self.header_timer = self.loop.call_later(seconds, self._expire)
-
-        def _disarm(self) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-                self.header_timer = None
-
-        def _expire(self) -> None:
-            self.header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-    return HeaderTimeoutH11Protocol
+    settings = json.loads(os.environ[SERVE_ENV])
+    config = ServerConfig(**settings["config"])
+    HeaderTimeoutH11Protocol.seconds = config.header_timeout_s
+    model = load(settings["model"], backend=settings["backend"])
+    app = create_app(model.predict, config=config, normalize=model.normalize_request)
+    app.state.model = model
+    return app

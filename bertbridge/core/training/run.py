@@ -52,6 +52,7 @@ def run_training(task: Task, spec: TaskSpec, backend, target: Path, role: str = 
     encoder = TextEncoder.from_pretrained(model_dir)
     encoder.check_max_length(spec.training.max_seq_length)
     data = task.read_data(spec, encoder, backend.name)
+    data.manifest = _with_validation_file(data.manifest, spec)
     t = spec.training
     setup = replace(data.setup, head=task.head, seed=t.seed, mixed_precision=t.mixed_precision,
                     weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm)
@@ -148,3 +149,10 @@ def debug_observer(spec: TaskSpec, backend, model, data: TaskData, encoder: Text
         tokens=probe.tokens, texts=probe.texts, tensors=session.tensor_names(),
     )
     return Observer(session, spec.debugger.steps, report, out)
+
+
+def _with_validation_file(manifest, spec: TaskSpec):
+    """Record where the validation data was (the default data a quantized export is checked on)."""
+    if spec.data.validation is None or not Path(spec.data.validation).is_file():
+        return manifest
+    return replace(manifest, data={**manifest.data, "validation_file": str(Path(spec.data.validation).resolve())})

@@ -40,6 +40,9 @@ class ClassificationTask(Task):
     def default_monitor(self, spec: TaskSpec) -> str:
         return "micro_f1" if spec.task.multi_label else "accuracy"
 
+    def quality_metric(self, manifest: Manifest) -> tuple[str, float]:
+        return ("micro_f1" if manifest.multi_label else "accuracy"), 100.0
+
     def check_spec(self, spec: TaskSpec) -> None:
         """Every field of ``task`` applies (multi_label, threshold)."""
 

@@ -35,6 +35,9 @@ class QuestionAnsweringTask(Task):
     def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
         return MONITORS
 
+    def quality_metric(self, manifest: Manifest) -> tuple[str, float]:
+        return "f1", 1.0  # the official SQuAD F1, in points already
+
     def check_spec(self, spec: TaskSpec) -> None:
         super().check_spec(spec)
         check_window_settings(spec.training.max_seq_length, spec.task.doc_stride, spec.task.max_question_length)
