@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SST2_DEV = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
 
 
 def sentences() -> list[str]:
     """SST-2 dev sentences (../shared/data/sst2) if present, else the example's dev set."""
-    sst = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
-    path = sst if sst.is_file() else ROOT / "examples" / "sentiment" / "dev.tsv"
+    path = SST2_DEV if SST2_DEV.is_file() else ROOT / "examples" / "sentiment" / "dev.tsv"
     return [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
 
 

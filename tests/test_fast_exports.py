@@ -5,10 +5,10 @@ serves them (one process or several)."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,11 +191,16 @@ def test_bad_thread_count_is_refused_with_the_variable(trained, monkeypatch):
         bertbridge.load(trained.path)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_two_worker_processes_serve_one_port_and_stop_on_sigterm(trained, tmp_path):
+    from conftest import process_alive
+    from test_scriptmode import _children
     from test_server import _start_server
 
     proc, port = _start_server(trained.path, "--workers", "2")
+    workers = [pid for pid in _children(proc.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
     try:
+        assert len(workers) == 2
         answers = []
         for text in TEXTS * 5:
             req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(text).encode(),
@@ -209,4 +214,4 @@ def test_two_worker_processes_serve_one_port_and_stop_on_sigterm(trained, tmp_pa
     serving = json.loads(out.splitlines()[0])
     assert (serving["event"], serving["workers"], serving["threads"]) == ("serving", 2, str(max(1, (os.cpu_count() or 1) // 2)))
     assert proc.returncode in (0, -signal.SIGTERM), err[-2000:]
-    assert sys.platform != "linux" or not subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True).stdout
+    assert not [pid for pid in workers if process_alive(pid)], "a worker outlived the server"
