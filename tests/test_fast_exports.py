@@ -50,13 +50,21 @@ def test_pt2_export_opens_as_itself_and_predicts_like_the_model(trained, tmp_pat
     np.testing.assert_allclose(served.predict_proba(TEXTS[:1]), trained.predict_proba(TEXTS[:1]), atol=1e-5)
 
 
-def _rewrite(src, dst, change) -> None:
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+def _rewrite(src, dst, change, extra=()) -> None:
+    import warnings
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name on purpose
+        for name, data in extra:  # written first: a reader that takes the first copy of a name gets these
+            zout.writestr(zin.namelist()[0].split("/")[0] + "/" + name, data)
         for info in zin.infolist():
             zout.writestr(info, change(info.filename, zin.read(info.filename)))
 
 
-@pytest.mark.parametrize("tamper", ["sample_inputs", "use_pickle"])
+PICKLED_CONFIG = json.dumps({"config": {"w": {"path_name": "weight_0", "use_pickle": True}}}).encode()
+
+
+@pytest.mark.parametrize("tamper", ["sample_inputs", "use_pickle", "duplicate_config", "aoti_library"])
 def test_a_pt2_holding_a_pickle_is_refused_before_loading(trained, tmp_path, tamper):
     from bertbridge.backends.pytorch.export import load_pt2
 
@@ -73,8 +81,10 @@ def test_a_pt2_holding_a_pickle_is_refused_before_loading(trained, tmp_path, tam
             return json.dumps(config).encode()
         return data
 
-    _rewrite(path, bad, change)
-    with pytest.raises(ArtifactError, match="which loading would unpickle"):
+    extra = {"duplicate_config": [("data/weights/model_weights_config.json", PICKLED_CONFIG)],
+             "aoti_library": [("data/aotinductor/model/model.so", b"\x7fELF")]}.get(tamper, [])
+    _rewrite(path, bad, change, extra)
+    with pytest.raises(ArtifactError, match="which loading could unpickle or run"):
         load_pt2(bad)
     load_pt2(path)  # the untouched export passes the same check
 
@@ -114,6 +124,7 @@ def test_int8_export_is_scored_against_the_model_and_the_numbers_are_kept(traine
     graph = onnx.load(str(path)).graph
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {n.op_type for n in graph.node}
     assert sum(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer) >= 2 * 4  # >= 4 MatMuls per layer
+    assert sorted(p.name for p in path.parent.glob("model.onnx*")) == ["model.onnx"]  # no stale float32 weights file
     agree = np.mean([a["label"] == b["label"] for a, b in zip(served.predict(TEXTS), trained.predict(TEXTS))])
     assert agree >= 0.75
 
@@ -132,9 +143,12 @@ def test_int8_export_over_its_budget_is_refused_with_both_scores_and_writes_noth
     assert manifest_export(path)["validation"]["drop"] == pytest.approx(2.5)
 
 
-def test_int8_export_without_labelled_data_names_the_flag_before_any_work(tiny_model_dir, tmp_path):
+def test_int8_export_without_labelled_data_names_the_flag_before_any_work(tiny_model_dir, tmp_path, monkeypatch):
+    from bertbridge.backends.pytorch.backend import PyTorchBackend
+
     data = {"train": str(write_tsv(tmp_path / "t.tsv", toy_sentences(32, 1)))}
     model = bertbridge.train(tiny_spec(tiny_model_dir, data, tmp_path / "model", epochs=1))
+    monkeypatch.setattr(PyTorchBackend, "export", lambda *a, **k: pytest.fail("the export ran before the check"))
     with pytest.raises(DataError, match=r"a quantized export is checked against the model on labelled data, and none was given\. "
                                         r"Pass --validate DATA"):
         bertbridge.export(model.path, "onnx", tmp_path / "q", quantize="int8")
@@ -162,6 +176,23 @@ def test_a_tensorflow_trained_model_quantizes_too(tiny_model_dir, toy_data, tmp_
     served = bertbridge.load(path.parent)
     assert (served.backend, served.trained_backend) == ("onnx", "tensorflow")
     assert manifest_export(path)["validation"]["model"] == pytest.approx(tf_model.metrics["accuracy"], abs=1e-6)
+
+
+def test_an_export_is_not_exported_again_and_its_weights_save_as_a_model_folder(trained, tmp_path):
+    path = bertbridge.export(trained.path, "onnx", tmp_path / "q", optimize=True)
+    with pytest.raises(bertbridge.BertbridgeError, match=r"an export \(onnx\), not a model folder; export from the model folder"):
+        bertbridge.export(path.parent, "pt2", tmp_path / "again")
+    resaved = bertbridge.load(path.parent, backend="pytorch").save(tmp_path / "resaved")
+    reopened = bertbridge.load(resaved)
+    assert reopened.manifest.export == {} and reopened.backend == "pytorch"
+    np.testing.assert_allclose(reopened.predict_proba(TEXTS), trained.predict_proba(TEXTS), atol=1e-6)
+
+
+def test_validation_options_without_quantizing_are_refused(trained, tmp_path):
+    with pytest.raises(bertbridge.BertbridgeError, match="validate and max_drop judge a quantized export"):
+        bertbridge.export(trained.path, "onnx", tmp_path / "o", max_drop=2.0)
+    with pytest.raises(bertbridge.BertbridgeError, match=r"max_drop=-1\.0: give the largest drop allowed"):
+        bertbridge.export(trained.path, "onnx", tmp_path / "o", quantize="int8", max_drop=-1.0)
 
 
 def test_quantizing_a_format_nobody_quantizes_lists_what_can_be(trained, tmp_path):
@@ -212,6 +243,6 @@ def test_two_worker_processes_serve_one_port_and_stop_on_sigterm(trained, tmp_pa
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     serving = json.loads(out.splitlines()[0])
-    assert (serving["event"], serving["workers"], serving["threads"]) == ("serving", 2, str(max(1, (os.cpu_count() or 1) // 2)))
+    assert (serving["event"], serving["workers"], serving["threads"]) == ("serving", 2, str(max(1, len(os.sched_getaffinity(0)) // 2)))
     assert proc.returncode in (0, -signal.SIGTERM), err[-2000:]
     assert not [pid for pid in workers if process_alive(pid)], "a worker outlived the server"

@@ -190,6 +190,13 @@ def export(
         able = ", ".join(t.name for t in tasks() if t.exportable)
         raise NotSupportedError(f"{folder}: a {manifest.task} model; the export formats serve {able} models. "
                                 "Serve it with 'bertbridge serve' or the SageMaker serving functions instead.")
+    if manifest.export:
+        raise NotSupportedError(f"{folder}: an export ({manifest.export.get('format')}), not a model folder; export "
+                                "from the model folder that 'bertbridge train' wrote (the export would carry this one's files).")
+    if not quantize and (validate is not None or max_drop != 1.0):
+        raise SpecError("validate and max_drop judge a quantized export: pass quantize='int8', or leave them out.")
+    if not max_drop >= 0:
+        raise SpecError(f"max_drop={max_drop!r}: give the largest drop allowed, in points (0 or more).")
     chosen = select_backend(backend, task=manifest.task) if backend is not None else _export_writer(fmt, manifest.backend)
     if fmt not in chosen.exports:
         raise NotSupportedError(f"backend {chosen.name!r} cannot export {fmt!r}; it writes: {', '.join(chosen.exports) or 'nothing'}.")

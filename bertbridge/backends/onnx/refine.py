@@ -62,7 +62,20 @@ def refine(export_dir: Path, *, optimize: bool, quantize: Optional[str]) -> dict
             current = quantized
         if current != path:
             os.replace(current, path)
+            _drop_unreferenced_weights(path)
     return details
+
+
+def _drop_unreferenced_weights(path: Path) -> None:
+    """The plain export keeps its float32 weights beside the graph (``model.onnx.data``); the optimized or
+    quantized graph holds its own, so that file would be a stale full-size copy."""
+    import onnx
+
+    stale = path.with_name(path.name + ".data")
+    model = onnx.load(str(path), load_external_data=False)
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    if stale.is_file() and not external:
+        stale.unlink()
 
 
 def _config(folder: Path) -> dict[str, Any]:

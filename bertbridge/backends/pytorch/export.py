@@ -13,13 +13,16 @@ other batch sizes and lengths than it was traced with; a difference over 1e-4 fa
 
 ``pt2`` is an ExportedProgram (``torch.export``), TorchScript's successor; it is written without
 example inputs and with every weight as raw bytes, and :func:`check_pt2_archive` refuses, before
-loading, any archive holding a pickle (``torch.export.load`` would unpickle it). ``torchscript`` is
-kept for existing TorchServe / C++ users only: it is deprecated upstream, bertbridge never loads it
-(loading a TorchScript archive unpickles its ``data.pkl``), and writing it warns.
+loading, any archive with an entry bertbridge does not write (``torch.export.load`` would unpickle a
+pickled weight, constant or example input, or load an AOTInductor library). ``torchscript`` is kept
+for existing TorchServe / C++ users only: it is deprecated upstream, bertbridge never serves it
+(loading a TorchScript archive unpickles its ``data.pkl``; only the export's own check reads the file
+it has just written), and writing it warns.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -168,33 +171,46 @@ def _verify(fmt: str, path: Path, module: torch.nn.Module, vocab: int) -> None:
 _RAW_PREFIXES = ("weight_", "tensor_")
 
 
+_PT2_LAYOUT = re.compile(
+    r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id|models/model\.json"
+    r"|data/weights/(weight_\d+|model_weights_config\.json)|data/constants/(tensor_\d+|model_constants_config\.json)"
+    r"|data/sample_inputs/model\.pt)"
+)
+"""Every entry of a ``.pt2`` as bertbridge writes it (after the archive's top folder). Anything else (a pickled
+constant or custom object, a legacy ``.pt`` weights file, an AOTInductor library) is refused."""
+
+
 def check_pt2_archive(path: Path) -> None:
-    """Refuse a ``.pt2`` that ``torch.export.load`` would unpickle anything from: a weight or
-    constant stored as a pickle (``use_pickle``, custom or opaque objects), a legacy ``.pt``
-    weights file, or pickled example inputs. bertbridge's own exports hold none of them."""
+    """Refuse a ``.pt2`` that ``torch.export.load`` would unpickle (or run native code) from: only the
+    entries bertbridge writes are allowed (:data:`_PT2_LAYOUT`), each name once, with empty example
+    inputs and every weight and constant stored as raw bytes (no ``use_pickle``)."""
     import json
     import zipfile
 
     def refuse(why: str) -> None:
-        raise ArtifactError(f"{path}: {why}, which loading would unpickle; bertbridge loads only .pt2 files without "
-                            "pickles (as 'bertbridge export MODEL --format pt2' writes them). Export the model again.")
+        raise ArtifactError(f"{path}: {why}, which loading could unpickle or run; bertbridge loads only .pt2 files "
+                            "laid out as 'bertbridge export MODEL --format pt2' writes them. Export the model again.")
 
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"{path}: not a readable .pt2 archive ({exc}). Export the model again.") from None
     with archive:
-        for info in archive.infolist():
-            name = info.filename
-            if "/data/sample_inputs/" in name and info.file_size:
-                refuse(f"{name} holds example inputs")
-            if name.endswith((".pt", ".pkl")) and "/data/sample_inputs/" not in name:
-                refuse(f"it holds {name}")
-            if "/data/" in name and name.endswith("_config.json"):
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        if len(set(names)) != len(names):
+            refuse("it holds an entry name twice (readers may take different copies)")
+        for info in infos:
+            top, _, inner = info.filename.partition("/")
+            if not _PT2_LAYOUT.fullmatch(inner):
+                refuse(f"it holds {info.filename}")
+            if inner.startswith("data/sample_inputs/") and info.file_size:
+                refuse(f"{info.filename} holds pickled example inputs")
+            if inner.endswith("_config.json"):
                 try:
-                    config = json.loads(archive.read(name)).get("config", {})
+                    config = json.loads(archive.read(info)).get("config", {})
                 except ValueError:
-                    refuse(f"{name} is not JSON")
+                    refuse(f"{info.filename} is not JSON")
                 for key, payload in config.items():
                     if payload.get("use_pickle") or not str(payload.get("path_name", "")).startswith(_RAW_PREFIXES):
                         refuse(f"{key!r} is stored as a pickled object")

@@ -109,11 +109,10 @@ class Manifest:
 
 def record_export(folder: Path, fmt: str, file: str, **details: Any) -> Manifest:
     """Mark the model folder copy at ``folder`` (an export being staged) as an ``fmt`` export whose
-    model is ``file``; ``details`` are added to the manifest's ``export`` section. Returns the manifest."""
-    manifest = Manifest.read(folder)
-    export = {**manifest.export, "format": fmt, "file": file, **details}
-    updated = dataclasses.replace(manifest, export=export)
-    (Path(folder) / MANIFEST_NAME).write_text(updated.to_json(), encoding="utf-8")
+    model is ``file``; ``details`` make up the rest of the manifest's ``export`` section (any earlier
+    section is replaced). Returns the manifest."""
+    updated = dataclasses.replace(Manifest.read(folder), export={"format": fmt, "file": file, **details})
+    write_manifest(Path(folder), updated)
     return updated
 
 

@@ -209,30 +209,46 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, backend
     """Load the model and serve it until SIGTERM/SIGINT.
 
     ``workers`` > 1 runs that many processes on the one port (uvicorn's supervisor), each with its own
-    copy of the model and ``threads`` intra-op threads (default: the cores divided among the workers);
-    one worker uses every core for each batch (see docs/serving.md for when each wins)."""
+    copy of the model and ``threads`` intra-op threads (default: ``BERTBRIDGE_THREADS`` if set, else the
+    cores divided among the workers; the PyTorch and ONNX backends apply it); one worker uses every
+    core for each batch (see docs/serving.md for when each wins). Workers start with ``spawn``: a
+    script calling this with ``workers`` > 1 needs an ``if __name__ == "__main__":`` guard."""
     import uvicorn
 
     from bertbridge.core.backend import THREADS_ENV
     from bertbridge.core.serving.timeouts import HeaderTimeoutH11Protocol
 
-    if workers < 1:
-        raise BertbridgeError(f"--workers {workers}: give 1 or more.")
-    if threads is not None or workers > 1:
-        os.environ[THREADS_ENV] = str(threads or max(1, (os.cpu_count() or 1) // workers))
-    os.environ[SERVE_ENV] = json.dumps({"model": str(model_path), "backend": backend, "config": dataclasses.asdict(config)})
-    app = app_from_environment()  # loads the model here first: a bad folder fails before any worker starts
-    model = app.state.model
-    print(json.dumps({"event": "serving", "model": str(model.path), "backend": model.running_backend,
-                      "trained_backend": model.manifest.backend, "export": model.manifest.export.get("format"),
-                      "host": host, "port": port, "workers": workers, "threads": os.environ.get(THREADS_ENV)}), flush=True)
-    common = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": graceful_timeout,
-              "http": HeaderTimeoutH11Protocol}
-    if workers == 1:
-        uvicorn.run(app, **common)
-    else:
-        del app, model  # each worker loads its own
-        uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **common)
+    if workers < 1 or (threads is not None and threads < 1):
+        raise BertbridgeError(f"--workers {workers} --threads {threads}: give 1 or more of each (or leave --threads out).")
+    if threads is None and workers > 1 and not os.environ.get(THREADS_ENV):
+        threads = max(1, _cores() // workers)
+    settings = {"model": str(model_path), "backend": backend, "config": dataclasses.asdict(config), "threads": threads}
+    saved = {name: os.environ.get(name) for name in (SERVE_ENV, THREADS_ENV)}
+    os.environ[SERVE_ENV] = json.dumps(settings)  # the worker processes inherit it
+    try:
+        app = app_from_environment()  # loads the model here first: a bad folder fails before any worker starts
+        model = app.state.model
+        print(json.dumps({"event": "serving", "model": str(model.path), "backend": model.running_backend,
+                          "trained_backend": model.manifest.backend, "export": model.manifest.export.get("format"),
+                          "host": host, "port": port, "workers": workers, "threads": os.environ.get(THREADS_ENV)}), flush=True)
+        common = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": graceful_timeout,
+                  "http": HeaderTimeoutH11Protocol}
+        if workers == 1:
+            uvicorn.run(app, **common)
+        else:
+            del app, model  # each worker loads its own
+            uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **common)
+    finally:
+        for name, value in saved.items():  # a later serve() or load() in this process starts from the caller's settings
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def app_from_environment():
@@ -240,7 +256,11 @@ def app_from_environment():
     from bertbridge.core.api import load
     from bertbridge.core.serving.timeouts import HeaderTimeoutH11Protocol
 
+    from bertbridge.core.backend import THREADS_ENV
+
     settings = json.loads(os.environ[SERVE_ENV])
+    if settings.get("threads"):
+        os.environ[THREADS_ENV] = str(settings["threads"])
     config = ServerConfig(**settings["config"])
     HeaderTimeoutH11Protocol.seconds = config.header_timeout_s
     model = load(settings["model"], backend=settings["backend"])

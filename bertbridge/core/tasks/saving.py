@@ -18,6 +18,7 @@ def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Opti
         metrics=dict(metrics if metrics is not None else predictor.manifest.metrics),
         versions=library_versions(_framework_distributions(predictor.manifest.backend)),
         created=now_iso(),
+        export={},  # weights saved from an export folder's model are a model folder again
     )
     with atomic_directory(Path(directory)) as staging:
         predictor.model.save(staging)
