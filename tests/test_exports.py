@@ -76,3 +76,9 @@ def test_tensorflow_trained_model_exports_to_onnx(tiny_model_dir, toy_data, tmp_
     path = bertbridge.export(tf_model.path, "onnx", tmp_path / "onnx")  # written by the pytorch backend
     served = bertbridge.load(path.parent, backend="onnx")
     np.testing.assert_allclose(served.predict_proba(TEXTS), tf_model.predict_proba(TEXTS), atol=1e-4)
+    # optimized and quantized too, scored against the TensorFlow-trained model on its validation file
+    path = bertbridge.export(tf_model.path, "onnx", tmp_path / "q", optimize=True, quantize="int8", max_drop=100)
+    quantized = bertbridge.load(path.parent)
+    assert (quantized.backend, quantized.trained_backend) == ("onnx", "tensorflow")
+    check = quantized.manifest.export["validation"]
+    assert check["model"] == pytest.approx(tf_model.metrics["accuracy"], abs=1e-6)
