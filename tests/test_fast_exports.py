@@ -150,6 +150,19 @@ def test_int8_export_over_its_budget_is_refused_with_both_scores_and_writes_noth
     assert not (tmp_path / "q").exists() and not list(tmp_path.glob(".q.tmp-*"))
 
 
+def test_a_refusal_says_how_much_data_the_budget_needs(trained, tmp_path, monkeypatch):
+    from bertbridge.core.tasks import export_quality
+
+    scores = iter([0.9, 0.875, 0.9, 0.875])
+    monkeypatch.setattr(export_quality, "_score", lambda *args: next(scores))
+    with pytest.raises(ArtifactError, match=r"up to 100/N points, which is over 2 below 50 examples\. Check on more labelled "
+                                            r"data with --validate DATA"):
+        bertbridge.export(trained.path, "onnx", tmp_path / "q", quantize="int8", max_drop=2.0)
+    with pytest.raises(ArtifactError) as refused:  # a zero budget has no example count to name
+        bertbridge.export(trained.path, "onnx", tmp_path / "q", quantize="int8", max_drop=0.0)
+    assert "100/N" not in str(refused.value) and "over the 0-point budget" in str(refused.value)
+
+
 def test_int8_export_without_labelled_data_names_the_flag_before_any_work(tiny_model_dir, tmp_path, monkeypatch):
     from bertbridge.backends.pytorch.backend import PyTorchBackend
 

@@ -53,10 +53,19 @@ def compare(task: "Task", manifest: "Manifest", model: "InferenceModel", exporte
     if drop > max_drop:
         raise ArtifactError(
             f"the quantized export scores {metric} {after:.4f} on {data} against the model's {before:.4f}: a drop of "
-            f"{drop:.2f} points, over the {max_drop:g}-point budget (--max-drop), so nothing was written. Export without "
-            "--quantize, or accept the loss with a larger --max-drop."
+            f"{drop:.2f} points, over the {max_drop:g}-point budget (--max-drop), so nothing was written. "
+            f"{_resolution_note(max_drop)}Check on more labelled data with --validate DATA, export without --quantize, "
+            "or accept the loss with a larger --max-drop."
         )
     return check
+
+
+def _resolution_note(max_drop: float) -> str:
+    """On N examples one changed prediction is worth up to 100/N points: a small file cannot resolve the budget."""
+    if max_drop <= 0:
+        return ""
+    return (f"On a file of N examples one changed prediction moves the score by up to 100/N points, which is over "
+            f"{max_drop:g} below {100 / max_drop:.0f} examples. ")
 
 
 def _score(task: "Task", manifest: "Manifest", model: "InferenceModel", encoder: "TextEncoder", data: Path, metric: str) -> float:
