@@ -30,6 +30,8 @@ setup(
         # bertbridge serve: the SageMaker /ping + /invocations contract
         "starlette>=0.37",
         "uvicorn>=0.30",
+        # training_curves.png in every model folder (headless Agg backend)
+        "matplotlib>=3.7",
     ],
     extras_require={
         # install torch first (pip install torch==X) to choose its CPU/CUDA build

@@ -95,6 +95,11 @@ def test_interrupted_training_resumes_to_the_same_model(dropout_model_dir, toy_d
     assert resumed.training_result.steps == straight.training_result.steps == 36
     np.testing.assert_allclose(resumed.predict_proba(TEXTS), straight.predict_proba(TEXTS), atol=1e-6)
     assert resumed.metrics["accuracy"] == straight.metrics["accuracy"]
+    # the curves of the resumed run start at step 1, as the uninterrupted run's do (the record is in the checkpoint)
+    history = [json.loads((m.path / "training_history.json").read_text()) for m in (resumed, straight)]
+    for key in ("train", "evaluations"):
+        assert [e["step"] for e in history[0][key]] == [e["step"] for e in history[1][key]]
+    assert history[0]["train"][0]["step"] == straight.training_result.train_history[0]["step"] < 20
 
 
 def _setup():

@@ -71,6 +71,18 @@ def test_training_learns_the_span_and_saves_a_question_answerer(qa_run):
     assert config["architectures"] == ["BertForQuestionAnswering"]
 
 
+def test_the_model_card_names_the_qa_pipeline_and_its_f1(qa_run):
+    import yaml
+
+    qa, _, _ = qa_run
+    card = (qa.path / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["pipeline_tag"] == "question-answering" and meta["metrics"] == ["f1"]
+    assert f"| f1 | {qa.manifest.metrics['f1']:.4f} |" in card
+    assert "model.predict({'question': 'Who wrote it?', 'context': 'It was written by Ada Lovelace in 1843.'})" in card
+    assert "BertForQuestionAnswering.from_pretrained(path)" in card and (qa.path / "training_curves.png").is_file()
+
+
 def test_load_predict_and_long_contexts(qa_run):
     qa, tmp, dev = qa_run
     loaded = bertbridge.load(tmp / "model")

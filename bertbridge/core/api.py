@@ -25,6 +25,7 @@ from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.io import locks
 from bertbridge.core.io.artifacts import Manifest, atomic_directory, check_output_dir, check_weights, record_export
 from bertbridge.core.plugins.registry import backends, export_reader, export_refiner, models, select_backend, tasks
+from bertbridge.core.reports.record import read_record
 from bertbridge.core.spec import TaskSpec, apply_overrides
 from bertbridge.core.task import Predictor
 from bertbridge.core.tasks import export_quality
@@ -128,6 +129,7 @@ def load(path: Union[str, os.PathLike], *, backend: Optional[str] = None, batch_
     predictor = task.predictor(model, TextEncoder.from_pretrained(folder), manifest, batch_size=batch_size)
     predictor.path = folder.resolve()
     predictor.running_backend = chosen.name
+    predictor.run = read_record(folder)  # type: ignore[attr-defined]  # a re-save keeps the curves and card
     return predictor
 
 

@@ -61,13 +61,15 @@ def bertbridge_register_tasks(registry: "TaskRegistry") -> None:
 
 @hookspec
 def bertbridge_register_models(registry: "ModelRegistry") -> None:
-    """Add model aliases with ``registry.add(alias, resolve, description)``.
+    """Add model aliases with ``registry.add(alias, resolve, description, hub_id="")``.
 
     Fires once per process, the first time a ``model.name`` that is not an
     existing folder is resolved, or aliases are listed. ``resolve`` is called only
     when that alias is used and returns the local folder of a Hugging Face model;
     it raises :class:`~bertbridge.core.errors.ModelNotFoundError` with an install
-    hint when the files are missing. The return value is ignored (return None).
+    hint when the files are missing. ``hub_id`` (optional) names the Hugging Face Hub
+    model the alias stands for; model cards give it as ``base_model``. The return value
+    is ignored (return None).
     """
 
 

@@ -40,6 +40,7 @@ from bertbridge.core.errors import DataError, NotSupportedError, SpecError
 if TYPE_CHECKING:  # pragma: no cover
     from bertbridge.core.backend import InferenceModel, ModelSetup
     from bertbridge.core.io.artifacts import Manifest
+    from bertbridge.core.reports.record import RunRecord
     from bertbridge.core.spec import TaskSpec
     from bertbridge.core.text.tokenize import TextEncoder
 
@@ -61,6 +62,10 @@ class Predictor(Protocol):
     path: Optional[Path]
     running_backend: Optional[str]
     """The backend :func:`bertbridge.load` chose to run the model (``manifest.backend`` trained it)."""
+    run: Optional["RunRecord"]
+    """The run record of the training run (resolved spec, metric history) when known: set by
+    training and by :func:`bertbridge.load`; a save writes it with the curves (optional for a
+    third-party predictor, read with ``getattr``)."""
 
     def predict(self, inputs: Any) -> list[dict[str, Any]]:
         """One JSON-ready dict per input."""
@@ -115,6 +120,12 @@ class Task(abc.ABC):
     """True when the backends' export formats (``savedmodel``, ``torchscript``, ``onnx``) serve it."""
     train_hint: ClassVar[str] = "the training file"
     """What ``data.train`` should be, for the error when it is missing."""
+    pipeline_tag: ClassVar[str] = ""
+    """The Hugging Face Hub task name model cards give (``text-classification``); "" for none."""
+
+    def card_example(self, manifest: "Manifest") -> Any:
+        """A ``predict`` argument the model card shows (JSON-ready). Default: one sentence."""
+        return ["An absolute joy from start to finish."]
 
     def check_spec(self, spec: "TaskSpec") -> None:
         """Task-specific checks of the spec's fields, when a spec is loaded (before any file is

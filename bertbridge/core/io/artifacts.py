@@ -6,6 +6,7 @@
       config.json            # HF config, with id2label/label2id
       model.safetensors      # weights, HF PyTorch names (every backend reads them)
       tokenizer.json, vocab.txt, tokenizer_config.json, special_tokens_map.json
+      README.md              # the model card; training_curves.png + training_history.json after training
       bertbridge.json        # the manifest, written last
 
 The whole folder is written next to its destination and renamed into place,

@@ -36,7 +36,8 @@ def minilm_path() -> Path:
 
 @hookimpl
 def bertbridge_register_models(registry) -> None:
-    registry.add("minilm", minilm_path, "all-MiniLM-L6-v2 (6 layers, hidden 384, uncased), packaged offline")
+    registry.add("minilm", minilm_path, "all-MiniLM-L6-v2 (6 layers, hidden 384, uncased), packaged offline",
+                 hub_id="sentence-transformers/all-MiniLM-L6-v2")
 
 
 def format_metric(name: str, value: float) -> str:

@@ -118,6 +118,8 @@ class ModelAlias:
     name: str
     resolve: Callable[[], Path]
     description: str
+    hub_id: str = ""
+    """The Hugging Face Hub id of the model it resolves to (for model cards' ``base_model``), when known."""
 
 
 class ModelRegistry:
@@ -127,10 +129,15 @@ class ModelRegistry:
         self._aliases: dict[str, ModelAlias] = {}
         self.broken: list[BrokenPlugin] = []
 
-    def add(self, name: str, resolve: Callable[[], Path], description: str = "") -> None:
+    def add(self, name: str, resolve: Callable[[], Path], description: str = "", hub_id: str = "") -> None:
         if name in self._aliases:
             raise BackendError(f"two plugins register the model alias {name!r}; uninstall one of them.")
-        self._aliases[name] = ModelAlias(name, resolve, description)
+        self._aliases[name] = ModelAlias(name, resolve, description, hub_id)
+
+    def hub_id(self, name: str) -> str:
+        """The Hub id of alias ``name`` ("" for a folder path or an alias that names none)."""
+        alias = self._aliases.get(name)
+        return alias.hub_id if alias is not None else ""
 
     def aliases(self) -> list[ModelAlias]:
         return [self._aliases[n] for n in sorted(self._aliases)]

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from bertbridge.core.io.artifacts import atomic_directory, library_versions, now_iso, write_manifest
-from bertbridge.core.plugins.registry import backends
+from bertbridge.core.io.artifacts import Manifest, atomic_directory, library_versions, now_iso, write_manifest, write_text_atomic
+from bertbridge.core.plugins.registry import backends, models, tasks
+from bertbridge.core.reports.curves import CURVES_NAME, write_curves
+from bertbridge.core.reports.model_card import CARD_NAME, CardFacts, render_card
+from bertbridge.core.reports.record import RECORD_NAME, RunRecord
 
 
 def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Optional[dict[str, float]]) -> Path:
-    """Write ``predictor``'s model, tokenizer and manifest (with ``metrics``) atomically to ``directory``;
-    updates its ``manifest`` and ``path``."""
+    """Write ``predictor``'s model, tokenizer, reports and manifest (with ``metrics``) atomically to
+    ``directory``; updates its ``manifest`` and ``path``.
+
+    The reports: ``README.md`` (a model card) always; ``training_history.json`` and
+    ``training_curves.png`` when the predictor carries a run record (``predictor.run``, set by
+    training and by :func:`bertbridge.load` from a folder that has one)."""
     manifest = replace(
         predictor.manifest,
         metrics=dict(metrics if metrics is not None else predictor.manifest.metrics),
@@ -20,13 +28,41 @@ def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Opti
         created=now_iso(),
         export={},  # weights saved from an export folder's model are a model folder again
     )
-    with atomic_directory(Path(directory)) as staging:
+    record: Optional[RunRecord] = getattr(predictor, "run", None)
+    target = Path(directory)
+    with atomic_directory(target) as staging:
         predictor.model.save(staging)
         predictor.encoder.save(staging)
+        write_reports(staging, target.resolve().name, manifest, record)
         write_manifest(staging, manifest)
     predictor.manifest = manifest
-    predictor.path = Path(directory).resolve()
+    predictor.path = target.resolve()
     return predictor.path
+
+
+def write_reports(folder: Path, name: str, manifest: Manifest, record: Optional[RunRecord]) -> None:
+    """The model card, and with a run record the record itself and its curves, into ``folder``."""
+    if record is not None:
+        write_text_atomic(folder / RECORD_NAME, record.to_json())
+        write_curves(record, folder / CURVES_NAME, title=f"{manifest.task} on {manifest.backend}")
+    write_text_atomic(folder / CARD_NAME, render_card(name, manifest, record, card_facts(folder, manifest)))
+
+
+def card_facts(folder: Path, manifest: Manifest) -> CardFacts:
+    """What the card needs from the task, the registries and the saved ``config.json``."""
+    task = tasks().get(manifest.task)
+    able = [b.name for b in backends() if b.trains and b.supports(task.name, task.head)]
+    return CardFacts(pipeline_tag=task.pipeline_tag, example_inputs=task.card_example(manifest), backends=able,
+                     hub_base_model=models().hub_id(manifest.base_model) or None,
+                     transformers_class=_architecture(folder / "config.json"))
+
+
+def _architecture(config: Path) -> Optional[str]:
+    try:
+        names = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(names[0]) if names else None
 
 
 def _framework_distributions(backend_name: str) -> tuple[str, ...]:

@@ -41,6 +41,9 @@ class TrainResult:
     final_metrics: dict[str, float] = field(default_factory=dict)
     """Validation metrics of the weights the model holds after :func:`fit` (best or last)."""
     history: list[dict[str, float]] = field(default_factory=list)
+    """One entry per evaluation: ``step``, ``epoch`` and the validation metrics."""
+    train_history: list[dict[str, float]] = field(default_factory=list)
+    """One entry per ``train`` log line: ``step``, ``epoch``, ``loss`` (mean since the last line), ``learning_rate``."""
 
     @property
     def train_samples_per_s(self) -> float:
@@ -63,6 +66,7 @@ class _Loop:
     best_metrics: dict = field(default_factory=dict)
     final_metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    train_history: list = field(default_factory=list)
 
 
 @dataclass
@@ -211,16 +215,15 @@ class _Trainer:
             return
         if self.world.world_size > 1:
             w.loss, w.count = self.world.all_reduce_sum([w.loss, w.count])
-        self.log(
-            {
-                "train_loss": w.loss / max(1, w.count),
-                "learning_rate": self.schedule.learning_rate(s.step),
-                "train_samples_per_s": w.examples / w.seconds if w.seconds > 0 else 0.0,
-            },
-            "train",
-            s.step,
-            self.schedule.epoch(s.step),
-        )
+        metrics = {
+            "train_loss": w.loss / max(1, w.count),
+            "learning_rate": self.schedule.learning_rate(s.step),
+            "train_samples_per_s": w.examples / w.seconds if w.seconds > 0 else 0.0,
+        }
+        epoch = self.schedule.epoch(s.step)
+        self.log(metrics, "train", s.step, epoch)
+        s.train_history.append({"step": s.step, "epoch": epoch, "loss": metrics["train_loss"],
+                                "learning_rate": metrics["learning_rate"]})
         self.window = _Window()
 
     # -- evaluation and early stopping ----------------------------------------------------
@@ -281,4 +284,5 @@ class _Trainer:
         return TrainResult(
             steps=s.step, epochs=self.schedule.epoch(s.step), train_seconds=s.train_seconds, train_examples=s.seen,
             stopped_early=stopped, best_metrics=s.best_metrics, final_metrics=final, history=s.history,
+            train_history=s.train_history,
         )

@@ -22,6 +22,7 @@ from bertbridge.core.distributed import data_parallel
 from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.io.artifacts import check_weights
 from bertbridge.core.plugins.registry import backends, models, plugin_manager, tasks
+from bertbridge.core.reports.record import RunRecord
 from bertbridge.core.spec import TaskSpec
 from bertbridge.core.task import Predictor, Task, TaskData
 from bertbridge.core.text.tokenize import TextEncoder
@@ -73,6 +74,8 @@ def run_training(task: Task, spec: TaskSpec, backend, target: Path, role: str = 
         predictor.debug_report = observer.close()  # type: ignore[attr-defined]
         verdicts = {f"debugger_rule_{k}_triggered": float(bool(v.get("triggered"))) for k, v in predictor.debug_report.rules.items()}  # type: ignore[attr-defined]
         log_metrics(verdicts, "debugger", result.steps, result.epochs)
+    predictor.run = RunRecord(spec=spec.to_dict(), metric=task.default_monitor(spec), train=result.train_history,  # type: ignore[attr-defined]
+                              evaluations=result.history)
     finish(predictor, data, result, target, collective)
     return predictor
 

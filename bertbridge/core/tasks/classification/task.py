@@ -29,6 +29,7 @@ SPLITS = ("train", "validation", "test")
 class ClassificationTask(Task):
     name = "text_classification"
     summary = "labels for a text or a text pair (single- or multi-label); csv, tsv, jsonl or TFRecord data"
+    pipeline_tag = "text-classification"
     minimized = ("loss", "hamming_loss")
     debugger = True
     exportable = True
@@ -39,6 +40,11 @@ class ClassificationTask(Task):
 
     def default_monitor(self, spec: TaskSpec) -> str:
         return "micro_f1" if spec.task.multi_label else "accuracy"
+
+    def card_example(self, manifest: Manifest) -> Any:
+        if manifest.text_pair:
+            return [("A man is playing a guitar.", "Someone is making music.")]
+        return super().card_example(manifest)
 
     def quality_metric(self, manifest: Manifest) -> tuple[str, float]:
         return ("micro_f1" if manifest.multi_label else "accuracy"), 100.0

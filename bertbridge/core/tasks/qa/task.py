@@ -28,12 +28,16 @@ SPAN_LABELS = {0: "start", 1: "end"}
 class QuestionAnsweringTask(Task):
     name = "question_answering"
     summary = "extractive answers to questions about a context; SQuAD v1.1/v2.0 JSON data"
+    pipeline_tag = "question-answering"
     train_hint = "a SQuAD-format JSON file (v1.1 or v2.0)"
     head = "span"
     exportable = True  # ONNX / TorchScript / SavedModel / MXNet symbol outputs: start_logits, end_logits
 
     def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
         return MONITORS
+
+    def card_example(self, manifest: Manifest) -> Any:
+        return {"question": "Who wrote it?", "context": "It was written by Ada Lovelace in 1843."}
 
     def quality_metric(self, manifest: Manifest) -> tuple[str, float]:
         return "f1", 1.0  # the official SQuAD F1, in points already
