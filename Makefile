@@ -30,7 +30,7 @@ $(CORE): setup.py
 
 $(FULL): $(CORE)
 	$(PIP) '$(TORCH_SPEC)' '$(TF_SPEC)'
-	$(PIP) -e '.[pytorch,tensorflow,onnx,sagemaker,dev]'
+	$(PIP) -e '.[pytorch,tensorflow,onnx,sagemaker,tracking,dev]'
 	touch $(FULL)
 
 # MXNet 1.9 + GluonNLP + smdebug cannot share an environment with TensorFlow 2.21 (numpy<2, protobuf<=3.20.3).

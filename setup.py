@@ -43,7 +43,9 @@ setup(
         "debugger": ["smdebug==1.0.34", "protobuf<=3.20.3", "pandas<3", "psutil", "matplotlib<3.11"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],
         "sagemaker": ["sagemaker>=3", "boto3"],  # bertbridge sagemaker train (SDK v3 ModelTrainer)
-        "dev": ["pytest>=7", "accelerate>=0.26", "httpx>=0.27", "moto>=5", "build>=1"],
+        # the spec's tracking section: TensorBoard event files without TensorFlow, MLflow runs
+        "tracking": ["tensorboardX>=2.6", "mlflow>=2.10"],
+        "dev": ["pytest>=7", "tensorboard>=2.16", "accelerate>=0.26", "httpx>=0.27", "moto>=5", "build>=1"],
     },
     entry_points={
         "console_scripts": ["bertbridge = bertbridge.core.cli:main"],

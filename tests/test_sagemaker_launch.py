@@ -332,4 +332,14 @@ def test_mxnet_needs_an_image_and_debugger_config_is_sent(aws, tiny_model_dir, t
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps(tiny_spec(tiny_model_dir, toy_data, tmp_path / "out")))
     launch_training(plain, role=role, instance_type="ml.m5.xlarge", backend="pytorch", boto_session=session)
-    assert "DebugHookConfig" not in captured
+    assert "DebugHookConfig" not in captured and "TensorBoardOutputConfig" not in captured
+
+
+def test_tracking_tensorboard_sends_a_tensorboard_output_config(aws, tiny_model_dir, toy_data, tmp_path):
+    from bertbridge.core.sagemaker.launch import TENSORBOARD_LOCAL_PATH, launch_training
+
+    session, role, captured = aws
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "out"), "tracking": {"tensorboard": "runs"}}))
+    job = launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="pytorch", boto_session=session)
+    assert captured["TensorBoardOutputConfig"] == {"S3OutputPath": f"{job.s3_prefix}/tensorboard", "LocalPath": TENSORBOARD_LOCAL_PATH}

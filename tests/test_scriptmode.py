@@ -73,6 +73,15 @@ def test_debugger_trial_goes_where_debug_hook_config_uploads_from(tmp_path):
     assert spec.debugger.attention and spec.debugger.out_dir == str(tmp_path / "output" / "tensors")
 
 
+def test_tensorboard_files_go_where_tensorboard_output_config_uploads_from(tmp_path):
+    env = _sm_tree(tmp_path, {"tracking": {"tensorboard": "runs"}}, {}, {"spec": {}, "train": {"t.tsv": "text\tlabel\na\tx\n"}})
+    env["SM_OUTPUT_DATA_DIR"] = str(tmp_path / "output" / "data")
+    spec = build_spec(Environment.from_env([], env))
+    assert spec.tracking.tensorboard == str(tmp_path / "output" / "tensorboard")
+    env = _sm_tree(tmp_path / "plain", {}, {}, {"spec": {}, "train": {"t.tsv": "text\tlabel\na\tx\n"}})
+    assert build_spec(Environment.from_env([], env)).tracking.tensorboard is None
+
+
 def test_pipe_mode_channel_is_its_fifo(tmp_path):
     env = _sm_tree(tmp_path, {}, {}, {"spec": {}, "train": {}}, modes={"train": "Pipe"})
     spec = build_spec(Environment.from_env([], env))

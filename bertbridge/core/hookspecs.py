@@ -27,7 +27,11 @@ from typing import TYPE_CHECKING, Mapping
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+    from typing import Optional
+
     from bertbridge.core.plugins.registry import BackendRegistry, ModelRegistry, TaskRegistry
+    from bertbridge.core.spec import TaskSpec
 
 PROJECT = "bertbridge"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -84,4 +88,31 @@ def bertbridge_log_metrics(metrics: Mapping[str, float], stage: str, step: int, 
     prefixed with the stage (``eval_accuracy``). The built-in logger prints one
     ``name=value`` line per metric for SageMaker metric regexes; add a plugin to
     also send them elsewhere (MLflow, W&B). The return value is ignored (return None).
+    """
+
+
+@hookspec
+def bertbridge_run_started(spec: "TaskSpec", backend: str) -> None:
+    """A training run is about to start its first optimizer step.
+
+    Fires once per run, in the process that logs and saves (rank 0 of a data-parallel job),
+    after the spec, the model folder and every data file were checked and the model was
+    built, so a plugin that raises here (a missing package, an unreachable tracking server)
+    stops the run before any training. ``spec`` is the resolved :class:`~bertbridge.core.spec.TaskSpec`
+    (``spec.tracking`` switches on the built-in TensorBoard and MLflow plugin); ``backend`` is
+    the backend's name. Every call is followed by one ``bertbridge_run_finished``.
+    The return value is ignored (return None).
+    """
+
+
+@hookspec
+def bertbridge_run_finished(spec: "TaskSpec", model_dir: "Optional[Path]", metrics: Mapping[str, float],
+                            error: "Optional[BaseException]") -> None:
+    """A training run that fired ``bertbridge_run_started`` has ended.
+
+    Fires once per ``bertbridge_run_started``, after the model folder was saved or the run
+    failed. On success ``model_dir`` is the saved model folder, ``metrics`` its final metrics (what
+    ``bertbridge.json`` holds) and ``error`` is None. On failure, or on Ctrl-C, ``model_dir``
+    is None, ``metrics`` is empty and ``error`` is the exception, which is re-raised after the
+    hook returns. The return value is ignored (return None).
     """

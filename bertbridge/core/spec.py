@@ -287,6 +287,35 @@ class DistributionConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Experiment tracking by the built-in plugin (:mod:`bertbridge.core.plugins.tracking`).
+
+    ``tensorboard``: a folder (relative to the spec file) for TensorBoard event files, one
+    subfolder per run, written with ``tensorboardX`` (no TensorFlow needed); scalars keep the
+    log lines' names. ``mlflow: true`` logs the run to MLflow: the resolved spec as params, the
+    metrics per optimizer step, the model folder as artifacts. ``mlflow_uri`` is the tracking
+    URI (default: ``$MLFLOW_TRACKING_URI``, else MLflow's own default, ``sqlite:///mlflow.db`` in
+    the working folder); ``experiment`` is created when missing. Only rank 0 of a data-parallel
+    job tracks. Needs ``pip install 'bertbridge[tracking]'``.
+    """
+
+    tensorboard: Optional[str] = None
+    mlflow: bool = False
+    mlflow_uri: Optional[str] = None
+    experiment: str = "bertbridge"
+
+    def _validate(self, path: str) -> None:
+        if not self.experiment.strip():
+            raise SpecError(f"{path}.experiment must name an MLflow experiment, got an empty string.")
+        if self.mlflow_uri is not None and not self.mlflow:
+            raise SpecError(f"{path}.mlflow_uri is set but {path}.mlflow is false; set {path}.mlflow: true to log to it.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tensorboard) or self.mlflow
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """The whole spec. ``backend`` (optional) picks the framework; see
     :func:`bertbridge.core.plugins.registry.select_backend` for the order of precedence.
@@ -298,6 +327,7 @@ class TaskSpec:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     debugger: DebuggerConfig = field(default_factory=DebuggerConfig)
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     backend: Optional[str] = None
     output_dir: str = "outputs/model"
 
@@ -355,8 +385,10 @@ class TaskSpec:
         if not os.path.isabs(model.name) and (os.sep in model.name or candidate.is_dir()):
             model = dataclasses.replace(model, name=str(candidate.resolve()))
         debugger = dataclasses.replace(self.debugger, out_dir=resolve(self.debugger.out_dir))
+        tracking = dataclasses.replace(self.tracking, tensorboard=resolve(self.tracking.tensorboard))
         return dataclasses.replace(
-            self, data=data, model=model, training=training, debugger=debugger, output_dir=resolve(self.output_dir)
+            self, data=data, model=model, training=training, debugger=debugger, tracking=tracking,
+            output_dir=resolve(self.output_dir),
         )
 
 

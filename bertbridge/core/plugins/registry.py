@@ -165,8 +165,10 @@ def plugin_manager() -> pluggy.PluginManager:
             pm = pluggy.PluginManager(hookspecs.PROJECT)
             pm.add_hookspecs(hookspecs)
             from bertbridge.core.plugins import builtin as builtin_plugins
+            from bertbridge.core.plugins.tracking import TrackingPlugin
 
             pm.register(builtin_plugins, name="bertbridge.core.builtin")
+            pm.register(TrackingPlugin(), name="bertbridge.core.tracking")
             _broken_entry_points.clear()
             for group in GROUPS:
                 _broken_entry_points[group] = _load_entry_points(pm, group)

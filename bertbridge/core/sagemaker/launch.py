@@ -38,6 +38,7 @@ METRICS = ("train_loss", "learning_rate", "train_samples_per_s", "eval_loss", "e
            "eval_exact", "eval_f1", "eval_HasAns_f1", "eval_NoAns_f1", "test_exact", "test_f1")
 METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"^{name}=([-+0-9.eE]+|nan|inf)"} for name in METRICS]
 DEBUG_LOCAL_PATH = "/opt/ml/output/tensors"
+TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"  # the container's tracking.tensorboard (scriptmode)
 
 
 @dataclass
@@ -175,6 +176,9 @@ def launch_training(
             base_job_name=f"bertbridge-{chosen.name}",
             **({"distributed": distributed} if distributed is not None else {}),
         ).with_metric_definitions([configs.MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in METRIC_DEFINITIONS])
+        if spec.tracking.tensorboard:  # SageMaker uploads the event files while the job runs
+            trainer = trainer.with_tensorboard_output_config(configs.TensorBoardOutputConfig(
+                s3_output_path=f"s3://{aws.bucket}/{prefix}/tensorboard", local_path=TENSORBOARD_LOCAL_PATH))
         trainer.train(
             input_data_config=[configs.InputData(channel_name=name, data_source=uri) for name, uri in channels.items()],
             wait=wait, logs=wait,

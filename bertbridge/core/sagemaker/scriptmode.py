@@ -18,7 +18,9 @@ One documented way in:
 Out: the model folder in ``SM_MODEL_DIR``, metrics in ``SM_OUTPUT_DATA_DIR/metrics.json``,
 checkpoints in ``/opt/ml/checkpoints`` (resumed from when present: managed spot
 training), a debugger trial (``debugger.attention``) in ``/opt/ml/output/tensors`` (what
-SageMaker's ``DebugHookConfig`` uploads to S3 while the job runs), and on error ``/opt/ml/output/failure`` (its first 1 KB is what
+SageMaker's ``DebugHookConfig`` uploads to S3 while the job runs), TensorBoard event files
+(``tracking.tensorboard``) in ``/opt/ml/output/tensorboard`` (what its ``TensorBoardOutputConfig``
+uploads), and on error ``/opt/ml/output/failure`` (its first 1 KB is what
 SageMaker shows) with a non-zero exit.
 """
 
@@ -196,10 +198,13 @@ def build_spec(env: Environment):
     debugger = spec.to_dict()["debugger"]
     if debugger["attention"] and not debugger["out_dir"]:  # where SageMaker's DebugHookConfig uploads from
         debugger["out_dir"] = str(env.output_dir / "tensors")
+    tracking = spec.to_dict()["tracking"]
+    if tracking["tensorboard"]:  # where SageMaker's TensorBoardOutputConfig uploads from
+        tracking["tensorboard"] = str(env.output_dir / "tensorboard")
     # The job's instances are its hosts (what SageMaker started, whatever the spec said).
     distribution = {**spec.to_dict()["distribution"], "hosts": max(1, len(env.hosts))}
     return spec.replace(data={**spec.to_dict()["data"], **data}, model=model, training=training, debugger=debugger,
-                        distribution=distribution, output_dir=str(env.model_dir))
+                        distribution=distribution, tracking=tracking, output_dir=str(env.model_dir))
 
 
 def write_failure(env: Environment, exc: BaseException) -> None:

@@ -8,12 +8,13 @@ builds a model, so a bad row fails in seconds, before any framework import.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -59,6 +60,16 @@ def run_training(task: Task, spec: TaskSpec, backend, target: Path, role: str = 
                     weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm)
 
     model, collective = data_parallel.create_model(backend, model_dir, setup, spec, role)
+    with announced(spec, backend.name, collective is None or collective.is_main) as outcome:
+        predictor = train_and_save(task, spec, backend, target, data, model, collective, encoder, monitor, debug_dir)
+        if predictor is not None:
+            outcome.update(model_dir=predictor.path, metrics=dict(predictor.manifest.metrics))
+    return predictor
+
+
+def train_and_save(task: Task, spec: TaskSpec, backend, target: Path, data: TaskData, model, collective,
+                   encoder: TextEncoder, monitor, debug_dir: Optional[Path]) -> Optional[Predictor]:
+    """Train the built model, then test and save on rank 0 (other ranks return None)."""
     predictor = task.predictor(model, encoder, data.manifest, batch_size=spec.training.eval_batch_size)
     evaluate = (lambda: predictor.evaluate_split(data.validation, show_progress=False)) if data.validation is not None else None
     observer = debug_observer(spec, backend, model, data, encoder, debug_dir) if debug_dir else None
@@ -78,6 +89,25 @@ def run_training(task: Task, spec: TaskSpec, backend, target: Path, role: str = 
                               evaluations=result.history)
     finish(predictor, data, result, target, collective)
     return predictor
+
+
+@contextlib.contextmanager
+def announced(spec: TaskSpec, backend_name: str, main: bool) -> Iterator[dict[str, Any]]:
+    """Fire ``bertbridge_run_started`` now and ``bertbridge_run_finished`` at the end (with the
+    error, if any) on the process that logs and saves; yields the outcome to fill in
+    (``model_dir``, ``metrics``)."""
+    outcome: dict[str, Any] = {"model_dir": None, "metrics": {}}
+    if not main:
+        yield outcome
+        return
+    hook = plugin_manager().hook
+    hook.bertbridge_run_started(spec=spec, backend=backend_name)
+    try:
+        yield outcome
+    except BaseException as exc:
+        hook.bertbridge_run_finished(spec=spec, model_dir=None, metrics={}, error=exc)
+        raise
+    hook.bertbridge_run_finished(spec=spec, error=None, **outcome)
 
 
 def finish(predictor: Predictor, data: TaskData, result: TrainResult, target: Path, collective) -> None:
@@ -104,6 +134,7 @@ def run_fingerprint(spec: TaskSpec, backend_name: str, data: TaskData) -> str:
     relevant = spec.to_dict()
     relevant.pop("output_dir", None)
     relevant.pop("distribution", None)  # a checkpoint resumes on any number of workers (same global batch)
+    relevant.pop("tracking", None)  # where metrics are sent does not change the run
     for key in ("checkpoint_dir", "checkpoint_interval", "log_interval"):
         relevant["training"].pop(key, None)
     for key in ("train", "validation", "test", "labels_file"):
