@@ -106,6 +106,14 @@ class InferenceModel(abc.ABC):
         """Write ``config.json`` and ``model.safetensors`` (Hugging Face naming) into an
         existing, empty ``directory``. Core adds tokenizer files and the manifest."""
 
+    def attentions(self, batch: Batch) -> np.ndarray:
+        """Attention weights in evaluation mode, float32 (B, layers, heads, T, T): row ``q`` of a
+        head is the softmax over the keys that query ``q`` attends to (padding keys get ~0), as
+        ``transformers``' ``output_attentions`` gives them. Optional (``bertbridge attention MODEL``);
+        the default refuses."""
+        raise NotSupportedError(f"{type(self).__name__} does not expose attention weights; open the model folder "
+                                "(not an export) with a backend that trains, or pass --backend.")
+
 
 class TrainableModel(InferenceModel):
     """A model being fine-tuned. Core calls, per optimizer step,

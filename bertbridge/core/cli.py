@@ -12,6 +12,7 @@
     bertbridge export MODEL --format onnx|pt2|savedmodel|... --out DIR [--version 1]
     bertbridge export MODEL --format onnx --out DIR --optimize [--quantize int8 [--validate DATA] [--max-drop 1]]
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
+    bertbridge attention MODEL (--text T [--text-pair P] | --question Q --context C) --out view.html [--png grid.png] [--backend B]
     bertbridge attention TRIAL --step N --out view.html [--png grid.png] [--example I]
     bertbridge backends [--json]
     bertbridge tasks [--json]                   # the registered tasks (task.type values)
@@ -142,11 +143,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-length", action="store_true", help="pad every example to training.max_seq_length")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    p = sub.add_parser("attention", help="render attention recorded by a debugger run (HTML head view, PNG grid)")
-    p.add_argument("trial", help="the trial folder (debugger.out_dir of a run with debugger.attention: true)")
-    p.add_argument("--step", type=int, required=True, help="optimizer step to show (see bertbridge-debug.json)")
+    p = sub.add_parser("attention", help="render attention (HTML head view, PNG grid) of a model on one input, "
+                                         "or recorded by a debugger run")
+    p.add_argument("trial", metavar="MODEL_OR_TRIAL",
+                   help="a model folder (with --text, or --question/--context), or a debugger trial folder (with --step)")
+    p.add_argument("--step", type=int, help="a trial's optimizer step to show (see bertbridge-debug.json)")
+    p.add_argument("--text", action="append", help="a model folder: the text to run")
+    p.add_argument("--text-pair", action="append", help="a model folder: the second text of a pair")
+    p.add_argument("--question", action="append", help="a question-answering model: the question")
+    p.add_argument("--context", action="append", help="a question-answering model: the context")
+    p.add_argument("--backend", help="a model folder: the backend that runs it (default: the one that trained it)")
     p.add_argument("--out", required=True, help="the HTML file to write (self-contained, works offline)")
-    p.add_argument("--example", type=int, default=0, help="which recorded example (default 0)")
+    p.add_argument("--example", type=int, default=0, help="a trial: which recorded example (default 0)")
     p.add_argument("--png", help="also write a per-layer heatmap grid to this PNG file")
 
     p = sub.add_parser("tasks", help="list the registered tasks (task.type values) and their plugins")
@@ -327,9 +335,23 @@ def _export_tfrecord(args) -> int:
 
 
 def _attention(args) -> int:
-    from bertbridge.core.debugger.attention_view import write
+    from bertbridge.core.api import load
+    from bertbridge.core.debugger import attention_view
+    from bertbridge.core.io.artifacts import MANIFEST_NAME
+    from bertbridge.core.plugins.registry import tasks
 
-    data = write(args.trial, args.step, Path(args.out), example=args.example, png=Path(args.png) if args.png else None)
+    png = Path(args.png) if args.png else None
+    if (Path(args.trial) / MANIFEST_NAME).is_file():
+        if args.step is not None:
+            raise DataError(f"{args.trial} is a model folder: --step is for debugger trials. Give --text (or --question/--context).")
+        model = load(args.trial, backend=args.backend, batch_size=1)
+        text, pair = tasks().get(model.manifest.task).cli_attention_input(args)
+        data = attention_view.write_data(attention_view.from_model(model, text, pair), Path(args.out), png=png)
+    else:
+        if args.step is None:
+            raise DataError(f"{args.trial} is not a model folder (no {MANIFEST_NAME}), so it is read as a debugger trial: "
+                            "give --step N (a step listed in its bertbridge-debug.json), or pass a model folder.")
+        data = attention_view.write(args.trial, args.step, Path(args.out), example=args.example, png=png)
     print(json.dumps({"html": str(Path(args.out).resolve()), "png": str(Path(args.png).resolve()) if args.png else None,
                       "tokens": len(data.tokens), "layers": int(data.attention.shape[0]), "heads": int(data.attention.shape[1])}))
     return 0

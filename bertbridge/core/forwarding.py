@@ -133,12 +133,29 @@ def target_backend(args) -> Optional[str]:
             return Manifest.read(Path(args.model)).backend
         except Exception:  # let the command itself report a bad model folder
             return None
+    if command == "attention" and _renders_trial(args) is False:  # a model folder: run by its backend, as predict is
+        return args.backend or Manifest.read(Path(args.trial)).backend
     if command == "attention":  # rendering a trial needs smdebug: the environment of a backend that records them
         from bertbridge.core.plugins.registry import backends
 
         recorders = [b.name for b in backends() if b.debugger]
         return None if installed_here(("smdebug",)) or not recorders else recorders[0]
     return None
+
+
+def _renders_trial(args) -> Optional[bool]:
+    """For ``attention``: True for a debugger trial, False for a readable model folder, None otherwise."""
+    if args.command != "attention":
+        return None
+    from bertbridge.core.io.artifacts import MANIFEST_NAME, Manifest
+
+    if not (Path(args.trial) / MANIFEST_NAME).is_file():
+        return True
+    try:
+        Manifest.read(Path(args.trial))
+    except Exception:  # the command itself reports a damaged manifest
+        return None
+    return False
 
 
 def maybe_forward(args, argv: Sequence[str]) -> Optional[int]:
@@ -154,7 +171,7 @@ def maybe_forward(args, argv: Sequence[str]) -> Optional[int]:
         backend = backends().get(name)
     except Exception:
         return None  # an unknown name: the command reports it with the list of backends
-    needs = ("smdebug",) if args.command == "attention" else backend.requires
+    needs = ("smdebug",) if _renders_trial(args) else backend.requires
     if installed_here(needs):
         return None
     python = interpreter_for(name)

@@ -177,6 +177,13 @@ class Task(abc.ABC):
             raise DataError(f"--predictions-out is not available for {self.name} models.")
         return predictor.evaluate(data)
 
+    def cli_attention_input(self, args: Any) -> tuple[str, Optional[str]]:
+        """``bertbridge attention MODEL``'s one input as ``(text, text_pair)`` from ``args`` (``text``,
+        ``text_pair``, ``question``, ``context``: lists or None). Default: one ``--text``, maybe a ``--text-pair``."""
+        if not args.text or len(args.text) != 1 or args.question or args.context or len(args.text_pair or []) > 1:
+            raise DataError(f"{self.name} models show attention for one --text (and at most one --text-pair).")
+        return args.text[0], (args.text_pair or [None])[0]
+
     def cli_predict(self, predictor: Predictor, args: Any) -> list[dict[str, Any]]:
         """``bertbridge predict``'s output rows; ``args`` has ``text``, ``text_pair``, ``question``,
         ``context`` and ``input`` (lists or None). Default: one row per ``--text``."""

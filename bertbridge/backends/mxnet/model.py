@@ -110,6 +110,20 @@ class MXClassifier(TrainableModel):
                 return self.block(*self._inputs(batch)).asnumpy()
         return self.block(*self._inputs(batch)).asnumpy()
 
+    def attentions(self, batch: Batch) -> np.ndarray:
+        """The self-attention cells' second output, caught by forward hooks on the un-hybridized block."""
+        maps: list = []
+        cells = [layer.attention_cell for layer in self.block.bert.encoder.transformer_cells]
+        hooks = [cell.register_forward_hook(lambda block, inputs, outputs: maps.append(outputs[1])) for cell in cells]
+        self.block.hybridize(active=False)
+        try:
+            self.block(*self._inputs(batch))
+        finally:
+            for hook in hooks:
+                hook.detach()
+            self.block.hybridize(static_alloc=False)
+        return np.stack([m.asnumpy() for m in maps], axis=1).astype(np.float32)
+
     def accumulate(self, batch: Batch, loss_scale: float) -> float:
         self._ensure_slots()
         mx.random.seed(self._dropout_seed())

@@ -183,6 +183,19 @@ class TorchClassifier(TrainableModel):
         with torch.inference_mode():
             return self._forward(batch).cpu().numpy()
 
+    def attentions(self, batch: Batch) -> np.ndarray:
+        """transformers' ``output_attentions``, from the eager attention (SDPA computes no weights)."""
+        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in _INPUTS}
+        current = self.model.config._attn_implementation
+        self.model.eval()
+        try:
+            self.model.set_attn_implementation("eager")
+            with torch.inference_mode():
+                out = self.model(**inputs, output_attentions=True)
+        finally:
+            self.model.set_attn_implementation(current)
+        return torch.stack([a.float() for a in out.attentions], dim=1).cpu().numpy()
+
     def accumulate(self, batch: Batch, loss_scale: float) -> float:
         self.model.train()
         logits = self._forward(batch, training=True)

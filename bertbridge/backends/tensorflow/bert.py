@@ -78,7 +78,7 @@ class BertClassifier(tf.Module):
             return x
         return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=self._rng.make_seeds(1)[:, 0])
 
-    def _attention(self, h: tf.Tensor, mask_add: tf.Tensor, prefix: str, training: bool) -> tf.Tensor:
+    def _attention(self, h: tf.Tensor, mask_add: tf.Tensor, prefix: str, training: bool, probes: Optional[list] = None) -> tf.Tensor:
         batch, length = tf.shape(h)[0], tf.shape(h)[1]
         head_dim = self.hidden // self.num_heads
 
@@ -90,6 +90,8 @@ class BertClassifier(tf.Module):
         v = heads(self._dense(h, prefix + ".self.value"))
         scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(head_dim)) + mask_add
         probs = self._dropout(tf.nn.softmax(scores, axis=-1), self.attention_dropout, training)
+        if probes is not None:
+            probes.append(probs)
         context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [batch, length, self.hidden])
         out = self._dropout(self._dense(context, prefix + ".output.dense"), self.hidden_dropout, training)
         return self._layer_norm(out + h, prefix + ".output.LayerNorm")
@@ -109,7 +111,10 @@ class BertClassifier(tf.Module):
         attention_mask: tf.Tensor,
         token_type_ids: tf.Tensor,
         training: bool = False,
+        probes: Optional[list] = None,
     ) -> tf.Tensor:
+        """Logits; with ``probes`` (a list, eager mode) each layer's attention weights (B, heads, T, T)
+        are appended to it."""
         length = tf.shape(input_ids)[1]
         e = "bert.embeddings."
         h = (
@@ -121,7 +126,7 @@ class BertClassifier(tf.Module):
         mask_add = (1.0 - tf.cast(attention_mask, tf.float32))[:, None, None, :] * -1e9
         for i in range(self.num_layers):
             p = f"bert.encoder.layer.{i}."
-            h = self._attention(h, mask_add, p + "attention", training)
+            h = self._attention(h, mask_add, p + "attention", training, probes)
             inter = self.act(self._dense(h, p + "intermediate.dense"))
             out = self._dropout(self._dense(inter, p + "output.dense"), self.hidden_dropout, training)
             h = self._layer_norm(out + h, p + "output.LayerNorm")

@@ -107,6 +107,11 @@ class TFClassifier(TrainableModel):
     def logits(self, batch: Batch) -> np.ndarray:
         return self._logits_fn(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).numpy()
 
+    def attentions(self, batch: Batch) -> np.ndarray:
+        probes: list = []
+        self.module(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], training=False, probes=probes)
+        return np.stack([p.numpy() for p in probes], axis=1).astype(np.float32)
+
     def accumulate(self, batch: Batch, loss_scale: float) -> float:
         if not self._ready:
             self._build_slots()

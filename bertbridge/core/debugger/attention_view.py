@@ -1,10 +1,12 @@
-"""Render attention recorded by a debugger run: an interactive head view (one offline HTML
-file) and a static per-layer heatmap grid (PNG).
+"""Render attention, recorded by a debugger run or computed by a model on one input: an
+interactive head view (one offline HTML file) and a static per-layer heatmap grid (PNG).
 
-Reads the smdebug trial through ``smdebug.trials`` (imports no framework) and the
-``bertbridge-debug.json`` side file for tokens and step numbers::
+A trial is read through ``smdebug.trials`` (imports no framework) and the
+``bertbridge-debug.json`` side file for tokens and step numbers; a model folder is run by
+its backend's :meth:`~bertbridge.core.backend.InferenceModel.attentions`::
 
     bertbridge attention outputs/model-debug --step 0 --out view.html --png grid.png
+    bertbridge attention outputs/sentiment --text "An absolute joy." --out view.html --png grid.png
 
 The HTML embeds its data and script (no CDN, no network): choose a layer, tick
 heads (one colour each), and hover a token to see where it attends; line opacity
@@ -23,6 +25,7 @@ import numpy as np
 
 from bertbridge.core.debugger.capture import Report
 from bertbridge.core.errors import DataError
+from bertbridge.core.text.batching import collate
 
 HEAD_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
@@ -32,10 +35,29 @@ HEAD_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"
 class AttentionData:
     tokens: list  # word pieces of the example, padding dropped
     attention: np.ndarray  # [layers, heads, tokens, tokens]
-    step: int
+    step: Optional[int]  # the trial's optimizer step; None for a model run on one input
     example: int
     text: object
-    trial: str
+    trial: str  # the trial or model folder
+
+    @property
+    def caption(self) -> str:
+        if self.step is None:
+            return f"model {Path(self.trial).name}"
+        return f"step {self.step}, example {self.example}"
+
+
+def from_model(predictor, text: str, text_pair: Optional[str] = None) -> AttentionData:
+    """The attention of ``predictor``'s model (a loaded model folder) on one input, tokenized as it
+    predicts (the manifest's ``max_seq_length``; a pair is cut from its second text first)."""
+    encoder = predictor.encoder
+    features = encoder.encode([text], None if text_pair is None else [text_pair],
+                              max_length=predictor.manifest.max_seq_length)
+    batch = collate(features, np.arange(1), pad_id=encoder.pad_id)
+    attention = np.asarray(predictor.model.attentions(batch))[0].astype(np.float32)
+    tokens = encoder.id_tokens(features.input_ids[0])
+    shown = text if text_pair is None else [text, text_pair]
+    return AttentionData(tokens, attention, None, 0, shown, str(predictor.path))
 
 
 def load(trial_dir: str, step: int, example: int = 0) -> AttentionData:
@@ -69,7 +91,7 @@ def render_html(data: AttentionData) -> str:
     }
     # </script> cannot appear inside the JSON: escape the slash of every "</".
     blob = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")
-    title = f"Attention head view, step {data.step}, example {data.example}"
+    title = f"Attention head view, {data.caption}"
     text = data.text if isinstance(data.text, str) else " / ".join(map(str, data.text))
     return _TEMPLATE.format(title=html.escape(title), text=html.escape(text), trial=html.escape(data.trial), blob=blob)
 
@@ -93,7 +115,7 @@ def render_png(data: AttentionData, path: Path) -> Path:
                 ax.set_title(f"head {head}", fontsize=8)
             if head == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=8)
-    fig.suptitle(f"attention, step {data.step}, example {data.example} ({n} tokens; each map scaled to its maximum)", fontsize=9)
+    fig.suptitle(f"attention, {data.caption} ({n} tokens; each map scaled to its maximum)", fontsize=9)
     fig.tight_layout()
     tmp = Path(path).with_name(Path(path).name + ".tmp.png")
     fig.savefig(tmp, dpi=80)
@@ -103,7 +125,11 @@ def render_png(data: AttentionData, path: Path) -> Path:
 
 
 def write(trial_dir: str, step: int, out: Path, *, example: int = 0, png: Optional[Path] = None) -> AttentionData:
-    data = load(trial_dir, step, example)
+    return write_data(load(trial_dir, step, example), out, png=png)
+
+
+def write_data(data: AttentionData, out: Path, *, png: Optional[Path] = None) -> AttentionData:
+    """Write the HTML head view to ``out`` (and the PNG grid to ``png``), each through a rename."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(render_html(data), encoding="utf-8")
@@ -128,7 +154,7 @@ text.token {{ font-size: 13px; cursor: default; }} text.token.active {{ font-wei
 <p id="sentence">{text}</p>
 <div id="controls"><label>Layer <select id="layer"></select></label> Heads: <span id="heads"></span></div>
 <p id="note">Lines go from each token (left) to the tokens it attends to (right); opacity is the attention weight.
-Hover a token to see only its attention. Trial: {trial}</p>
+Hover a token to see only its attention. Source: {trial}</p>
 <svg id="view" xmlns="http://www.w3.org/2000/svg"></svg>
 <script id="data" type="application/json">{blob}</script>
 <script>

@@ -74,6 +74,12 @@ class QuestionAnsweringTask(Task):
     def cli_evaluate(self, predictor: QuestionAnswerer, data: str, predictions_out: Optional[str]) -> dict[str, float]:
         return predictor.evaluate(data, predictions_out=predictions_out)
 
+    def cli_attention_input(self, args: Any) -> tuple[str, Optional[str]]:
+        """One ``--question`` and its ``--context``: the model's first window of them."""
+        if args.text or args.text_pair or len(args.question or []) != 1 or len(args.context or []) != 1:
+            raise DataError("this model answers questions: show its attention with one --question Q and one --context C.")
+        return args.question[0], args.context[0]
+
     def cli_predict(self, predictor: QuestionAnswerer, args: Any) -> list[dict[str, Any]]:
         """Rows for ``--question/--context``, a jsonl of ``{question, context}``, or a SQuAD file (by id)."""
         if args.text or args.text_pair:
