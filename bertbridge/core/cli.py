@@ -14,6 +14,7 @@
     bertbridge export-tfrecord SPEC --out DIR [--split train] [--shards N] [--fixed-length]
     bertbridge attention MODEL (--text T [--text-pair P] | --question Q --context C) --out view.html [--png grid.png] [--backend B]
     bertbridge attention TRIAL --step N --out view.html [--png grid.png] [--example I]
+    bertbridge explain MODEL (--text T [--text-pair P] | --question Q --context C) [--out explain.html] [--backend B]
     bertbridge backends [--json]
     bertbridge tasks [--json]                   # the registered tasks (task.type values)
     bertbridge spec SPEC [--set ...]            # print the resolved, validated spec
@@ -156,6 +157,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the HTML file to write (self-contained, works offline)")
     p.add_argument("--example", type=int, default=0, help="a trial: which recorded example (default 0)")
     p.add_argument("--png", help="also write a per-layer heatmap grid to this PNG file")
+
+    p = sub.add_parser("explain", help="token attributions (integrated gradients) for a model's prediction on one input")
+    p.add_argument("trial", metavar="MODEL", help="a model folder")
+    p.add_argument("--text", action="append", help="the text to explain")
+    p.add_argument("--text-pair", action="append", help="the second text of a pair")
+    p.add_argument("--question", action="append", help="a question-answering model: the question")
+    p.add_argument("--context", action="append", help="a question-answering model: the context")
+    p.add_argument("--backend", help="the backend that runs it (default: the one that trained it)")
+    p.add_argument("--out", help="also write the tokens shaded by attribution to this HTML file")
+    p.add_argument("--steps", type=int, default=32, help="integration steps to start from (doubled until complete; default 32)")
 
     p = sub.add_parser("tasks", help="list the registered tasks (task.type values) and their plugins")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -357,6 +368,24 @@ def _attention(args) -> int:
     return 0
 
 
+def _explain(args) -> int:
+    from bertbridge.core.api import load
+    from bertbridge.core.debugger import explain
+    from bertbridge.core.io.artifacts import write_text_atomic
+    from bertbridge.core.plugins.registry import tasks
+
+    if not 1 <= args.steps <= explain.MAX_STEPS:
+        raise DataError(f"--steps must be between 1 and {explain.MAX_STEPS}, got {args.steps}.")
+    model = load(args.trial, backend=args.backend, batch_size=1)
+    text, pair = tasks().get(model.manifest.task).cli_attention_input(args)
+    result = explain.explain(model, text, pair, steps=args.steps)
+    if args.out:
+        write_text_atomic(Path(args.out), explain.render_html(result))
+        result["html"] = str(Path(args.out).resolve())
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
 def _backends(args) -> int:
     from bertbridge.core.forwarding import reachable_status
     from bertbridge.core.plugins.registry import backends
@@ -407,7 +436,7 @@ def _spec(args) -> int:
 
 _COMMANDS = {
     "train": _train, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "sagemaker": _sagemaker, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
-    "backends": _backends, "tasks": _tasks, "spec": _spec, "attention": _attention,
+    "backends": _backends, "tasks": _tasks, "spec": _spec, "attention": _attention, "explain": _explain,
 }
 
 

@@ -126,11 +126,11 @@ def target_backend(args) -> Optional[str]:
         from bertbridge.core.spec import TaskSpec
 
         return backend_name(args.backend, TaskSpec.from_file(args.spec, args.overrides).backend)
-    if command in ("evaluate", "predict", "serve", "export"):
+    if command in ("evaluate", "predict", "serve", "export", "explain"):
         if args.backend:
             return args.backend
         try:
-            return Manifest.read(Path(args.model)).backend
+            return Manifest.read(Path(args.model if command != "explain" else args.trial)).backend
         except Exception:  # let the command itself report a bad model folder
             return None
     if command == "attention" and _renders_trial(args) is False:  # a model folder: run by its backend, as predict is

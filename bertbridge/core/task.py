@@ -33,7 +33,9 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Protocol, Union
+
+import numpy as np
 
 from bertbridge.core.errors import DataError, NotSupportedError, SpecError
 
@@ -176,6 +178,15 @@ class Task(abc.ABC):
         if predictions_out:
             raise DataError(f"--predictions-out is not available for {self.name} models.")
         return predictor.evaluate(data)
+
+    def explain_target(self, manifest: "Manifest", logits: np.ndarray, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
+        """What ``bertbridge explain`` attributes, for one example's ``logits`` (batch of 1): weights of
+        the logits' shape whose dot product with them is the explained score, and its name. Default:
+        the highest logit's label (``"label positive"``)."""
+        index = int(np.argmax(logits[0]))
+        weights = np.zeros_like(logits, dtype=np.float32)
+        weights[0, index] = 1.0
+        return weights, f"label {manifest.labels[index]}"
 
     def cli_attention_input(self, args: Any) -> tuple[str, Optional[str]]:
         """``bertbridge attention MODEL``'s one input as ``(text, text_pair)`` from ``args`` (``text``,

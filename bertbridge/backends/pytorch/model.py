@@ -183,6 +183,21 @@ class TorchClassifier(TrainableModel):
         with torch.inference_mode():
             return self._forward(batch).cpu().numpy()
 
+    def word_embeddings(self, input_ids: np.ndarray) -> np.ndarray:
+        table = self.model.get_input_embeddings()
+        with torch.inference_mode():
+            return table(torch.from_numpy(np.asarray(input_ids)).to(self.device)).float().cpu().numpy()
+
+    def embedding_gradients(self, batch: Batch, embeddings: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.model.eval()
+        embeds = torch.tensor(embeddings, dtype=torch.float32, device=self.device, requires_grad=True)
+        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in ("attention_mask", "token_type_ids")}
+        out = self.model(inputs_embeds=embeds, **inputs)
+        logits = torch.stack([out.start_logits, out.end_logits], dim=-1) if self.setup.head == "span" else out.logits
+        scores = (logits.float() * torch.from_numpy(weights).to(self.device)).flatten(1).sum(1)
+        (grads,) = torch.autograd.grad(scores.sum(), embeds)
+        return scores.detach().cpu().numpy(), grads.cpu().numpy()
+
     def attentions(self, batch: Batch) -> np.ndarray:
         """transformers' ``output_attentions``, from the eager attention (SDPA computes no weights)."""
         inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in _INPUTS}

@@ -112,13 +112,14 @@ class BertClassifier(tf.Module):
         token_type_ids: tf.Tensor,
         training: bool = False,
         probes: Optional[list] = None,
+        word_embeddings: Optional[tf.Tensor] = None,
     ) -> tf.Tensor:
         """Logits; with ``probes`` (a list, eager mode) each layer's attention weights (B, heads, T, T)
-        are appended to it."""
+        are appended to it; ``word_embeddings`` (B, T, hidden) replaces the lookup of ``input_ids``."""
         length = tf.shape(input_ids)[1]
         e = "bert.embeddings."
         h = (
-            self._word_embeddings(input_ids)
+            (self._word_embeddings(input_ids) if word_embeddings is None else word_embeddings)
             + tf.gather(self._w(e + "position_embeddings.weight"), tf.range(length))[None]
             + tf.gather(self._w(e + "token_type_embeddings.weight"), token_type_ids)
         )

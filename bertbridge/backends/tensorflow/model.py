@@ -107,6 +107,18 @@ class TFClassifier(TrainableModel):
     def logits(self, batch: Batch) -> np.ndarray:
         return self._logits_fn(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).numpy()
 
+    def word_embeddings(self, input_ids: np.ndarray) -> np.ndarray:
+        return tf.gather(self.module.weights["bert.embeddings.word_embeddings.weight"], input_ids).numpy().astype(np.float32)
+
+    def embedding_gradients(self, batch: Batch, embeddings: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        embeds = tf.constant(embeddings, dtype=tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(embeds)
+            logits = self.module(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], training=False,
+                                 word_embeddings=embeds)
+            scores = tf.reduce_sum(tf.reshape(tf.cast(logits, tf.float32) * weights, [tf.shape(embeds)[0], -1]), axis=1)
+        return scores.numpy(), tape.gradient(scores, embeds).numpy()
+
     def attentions(self, batch: Batch) -> np.ndarray:
         probes: list = []
         self.module(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], training=False, probes=probes)

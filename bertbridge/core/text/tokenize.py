@@ -185,6 +185,10 @@ class TextEncoder:
         """Identifies the vocabulary and casing (stored with TFRecord exports)."""
         return tokenizer_fingerprint(self._tokenizer.get_vocab(), self.lowercase)
 
+    def template_ids(self) -> set[int]:
+        """The ids the tokenizer's template adds around texts (``[CLS]``, ``[SEP]``), not word pieces."""
+        return set(self._tokenizer.encode("", "").ids)
+
     def tokens(self, text: str) -> list[str]:
         """The word pieces of ``text`` (for display and debugging)."""
         return self._tokenizer.encode(text).tokens

@@ -8,7 +8,9 @@ inside it (or the question has none). Head: ``span``.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
+
+import numpy as np
 
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import DataError
@@ -74,6 +76,15 @@ class QuestionAnsweringTask(Task):
     def cli_evaluate(self, predictor: QuestionAnswerer, data: str, predictions_out: Optional[str]) -> dict[str, float]:
         return predictor.evaluate(data, predictions_out=predictions_out)
 
+    def explain_target(self, manifest: Manifest, logits: np.ndarray, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
+        """The window's best span in the context (start before end, at most ``max_answer_length``
+        tokens): its start logit plus its end logit."""
+        start, end = best_window_span(logits[0], np.asarray(batch["token_type_ids"][0]), np.asarray(batch["attention_mask"][0]),
+                                      int(manifest.qa.get("max_answer_length", 30)))
+        weights = np.zeros_like(logits, dtype=np.float32)
+        weights[0, start, 0] = weights[0, end, 1] = 1.0
+        return weights, f"answer span tokens {start}-{end}"
+
     def cli_attention_input(self, args: Any) -> tuple[str, Optional[str]]:
         """One ``--question`` and its ``--context``: the model's first window of them."""
         if args.text or args.text_pair or len(args.question or []) != 1 or len(args.context or []) != 1:
@@ -108,3 +119,16 @@ def _read_jsonl(path: str) -> list:
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}, line {n}: invalid JSON ({exc.msg}); one {{question, context}} object per line.") from None
     return items
+
+
+def best_window_span(logits: np.ndarray, token_types: np.ndarray, mask: np.ndarray, max_length: int) -> tuple[int, int]:
+    """(start, end) maximising start + end logits over the context tokens of one window (T, 2)."""
+    context = (token_types == 1) & (mask == 1)
+    context[np.flatnonzero(context)[-1:]] = False  # the final [SEP] is not context
+    idx = np.flatnonzero(context)
+    if not len(idx):
+        return 0, 0
+    scores = logits[idx, 0][:, None] + logits[idx, 1][None, :]
+    allowed = (idx[None, :] >= idx[:, None]) & (idx[None, :] - idx[:, None] < max_length)
+    i, j = np.unravel_index(np.argmax(np.where(allowed, scores, -np.inf)), scores.shape)
+    return int(idx[i]), int(idx[j])
