@@ -110,3 +110,45 @@ def test_the_record_is_strict_json_even_with_a_nan_loss():
     record = RunRecord(spec={}, metric="accuracy", train=[{"step": 1, "epoch": 0.1, "loss": float("nan")}])
     data = json.loads(record.to_json(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert data["train"][0]["loss"] is None
+
+
+def test_reports_never_cost_the_model(trained, tmp_path, monkeypatch):
+    from bertbridge.core.tasks import saving
+
+    def broken(*args, **kwargs):
+        raise ValueError("no font")
+
+    monkeypatch.setattr(saving, "write_curves", broken)
+    with pytest.warns(RuntimeWarning, match=r"the training record or curves could not be written \(ValueError: no font\)"):
+        bertbridge.load(trained.path).save(tmp_path / "a")
+    names = {p.name for p in (tmp_path / "a").iterdir()}
+    assert {"model.safetensors", "bertbridge.json", "README.md"} <= names and not names & {"training_curves.png", "training_history.json"}
+    monkeypatch.setattr(saving, "render_card", broken)
+    with pytest.warns(RuntimeWarning, match=r"the model card could not be rendered"):
+        bertbridge.load(trained.path).save(tmp_path / "b")
+    assert front_matter((tmp_path / "b" / "README.md").read_text())["library_name"] == "bertbridge"
+
+
+def test_odd_manifest_numbers_still_give_a_card(trained, tmp_path):
+    model = bertbridge.load(trained.path)
+    model.save(tmp_path / "odd", metrics={"accuracy": 0.5, "train_seconds": float("nan"), "world_size": None, "a|b": 1.0})
+    card = (tmp_path / "odd" / "README.md").read_text()
+    assert "| accuracy | 0.5000 |" in card and "| a/b | 1.0000 |" in card and "Training loop" not in card
+
+
+def test_a_deeply_nested_record_is_ignored_on_load(trained, tmp_path):
+    import shutil
+
+    from bertbridge.core.reports.record import read_record
+
+    shutil.copytree(trained.path, tmp_path / "deep")
+    (tmp_path / "deep" / "training_history.json").write_text("[" * 200_000)
+    assert read_record(tmp_path / "deep") is None
+    assert bertbridge.load(tmp_path / "deep").predict(["good fun"])
+
+
+def test_credentials_in_urls_stay_out_of_the_record():
+    from bertbridge.core.reports.record import redact_credentials
+
+    spec = {"tracking": {"mlflow_uri": "https://alice:s3cret@mlflow.example.com/api"}, "data": {"train": "/d/t.tsv"}}
+    assert redact_credentials(spec) == {"tracking": {"mlflow_uri": "https://***@mlflow.example.com/api"}, "data": {"train": "/d/t.tsv"}}

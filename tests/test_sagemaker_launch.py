@@ -343,3 +343,15 @@ def test_tracking_tensorboard_sends_a_tensorboard_output_config(aws, tiny_model_
     spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "out"), "tracking": {"tensorboard": "runs"}}))
     job = launch_training(spec, role=role, instance_type="ml.m5.xlarge", backend="pytorch", boto_session=session)
     assert captured["TensorBoardOutputConfig"] == {"S3OutputPath": f"{job.s3_prefix}/tensorboard", "LocalPath": TENSORBOARD_LOCAL_PATH}
+
+
+def test_a_training_job_installs_what_its_reports_and_tracking_need(tmp_path):
+    from bertbridge.core.plugins.registry import backends
+    from bertbridge.core.sagemaker.launch import _source_dir
+
+    _source_dir(tmp_path / "plain", backends().get("pytorch"), bertbridge.TaskSpec.from_dict({}))
+    plain = (tmp_path / "plain" / "requirements.txt").read_text().split()
+    assert "matplotlib>=3.7" in plain and not any(p.startswith(("tensorboardX", "mlflow")) for p in plain)
+    spec = bertbridge.TaskSpec.from_dict({"tracking": {"tensorboard": "runs", "mlflow": True}})
+    _source_dir(tmp_path / "tracked", backends().get("pytorch"), spec)
+    assert {"tensorboardX>=2.6", "mlflow>=2.10"} <= set((tmp_path / "tracked" / "requirements.txt").read_text().split())

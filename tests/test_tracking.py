@@ -81,10 +81,23 @@ def test_mlflow_run_has_the_spec_the_metrics_and_the_model(tiny_model_dir, tmp_p
 
 def test_a_missing_package_stops_the_run_before_training_with_the_install_line(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if it were not installed
+    calls = []
+
+    class Recorder:  # registered after the built-in plugin, so pluggy calls it first
+        @hookimpl
+        def bertbridge_run_started(self, spec, backend):
+            calls.append("started")
+
+        @hookimpl
+        def bertbridge_run_finished(self, spec, model_dir, metrics, error):
+            calls.append(("finished", type(error).__name__))
+
+    plugin_manager().register(Recorder(), name="test-recorder")
     with pytest.raises(NotSupportedError, match=r"tracking\.tensorboard needs the tensorboardX package, which is not "
                                                 r"installed: pip install 'bertbridge\[tracking\]'"):
         bertbridge.train(spec_for(tiny_model_dir, tmp_path, tensorboard=str(tmp_path / "tb")))
     assert not (tmp_path / "model").exists()
+    assert calls == ["started", ("finished", "NotSupportedError")]  # a plugin that started hears the end
 
 
 def test_run_hooks_fire_once_each_with_the_outcome(tiny_model_dir, tmp_path):

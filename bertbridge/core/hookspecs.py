@@ -100,7 +100,10 @@ def bertbridge_run_started(spec: "TaskSpec", backend: str) -> None:
     built, so a plugin that raises here (a missing package, an unreachable tracking server)
     stops the run before any training. ``spec`` is the resolved :class:`~bertbridge.core.spec.TaskSpec`
     (``spec.tracking`` switches on the built-in TensorBoard and MLflow plugin); ``backend`` is
-    the backend's name. Every call is followed by one ``bertbridge_run_finished``.
+    the backend's name. Every call is followed by one ``bertbridge_run_finished``, also when this
+    hook raises (in this plugin or another: pluggy stops at the first that raises, and every
+    plugin then hears ``bertbridge_run_finished`` with the error), so a plugin may get a
+    ``run_finished`` for a run it did not see start.
     The return value is ignored (return None).
     """
 

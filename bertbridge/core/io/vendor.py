@@ -24,6 +24,10 @@ from pathlib import Path
 
 CORE_REQUIREMENTS = ("numpy", "tokenizers>=0.19", "pluggy>=1.3", "PyYAML>=6.0", "tqdm>=4.60", "safetensors>=0.4",
                      "google-crc32c>=1.5", "starlette>=0.37", "uvicorn>=0.30")
+TRAINING_REQUIREMENTS = ("matplotlib>=3.7",)
+"""What a training job needs beyond serving: the model folder's training_curves.png."""
+TRACKING_REQUIREMENTS = {"tensorboard": ("tensorboardX>=2.6",), "mlflow": ("mlflow>=2.10",)}
+"""Per ``tracking`` option a spec switches on, what the training job installs."""
 
 
 def vendor_package(folder: Path) -> None:
@@ -37,6 +41,7 @@ def vendor_package(folder: Path) -> None:
     (info / "entry_points.txt").write_text(dist.read_text("entry_points.txt") or "", encoding="utf-8")
 
 
-def requirements(backend) -> str:
-    """``requirements.txt`` text: bertbridge's core needs plus the backend's (on top of its framework image)."""
-    return "\n".join(CORE_REQUIREMENTS + tuple(backend.sagemaker_requirements)) + "\n"
+def requirements(backend, extra: tuple[str, ...] = ()) -> str:
+    """``requirements.txt`` text: bertbridge's core needs, the backend's (on top of its framework image)
+    and ``extra`` (a training job's: :data:`TRAINING_REQUIREMENTS` and its tracking packages)."""
+    return "\n".join(CORE_REQUIREMENTS + tuple(backend.sagemaker_requirements) + tuple(extra)) + "\n"

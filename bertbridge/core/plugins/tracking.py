@@ -17,15 +17,19 @@ Example spec section::
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import math
 import os
 import time
+import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from bertbridge.core.errors import NotSupportedError
 from bertbridge.core.hookspecs import hookimpl
+from bertbridge.core.reports.record import redact_credentials
 from bertbridge.core.spec import TaskSpec
 
 INSTALL = "pip install 'bertbridge[tracking]'"
@@ -34,16 +38,17 @@ MLFLOW_BATCH = 100  # parameters per log_batch call
 
 
 class TrackingPlugin:
-    """The sinks of the run in progress in this process (rank 0 of a data-parallel job)."""
+    """The sinks of the run in progress, per thread (context): runs in two threads of one process
+    (to different output folders) keep their own."""
 
     def __init__(self) -> None:
-        self._sinks: list[Any] = []
+        self._sinks: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("bertbridge_tracking", default=())
 
     @hookimpl
     def bertbridge_run_started(self, spec: TaskSpec, backend: str) -> None:
-        self._close(None, None)
         cfg = spec.tracking
-        name = f"{Path(spec.output_dir).name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = f"{Path(spec.output_dir).name}-{stamp}-{uuid.uuid4().hex[:4]}"
         sinks: list[Any] = []
         try:
             if cfg.tensorboard:
@@ -51,26 +56,37 @@ class TrackingPlugin:
             if cfg.mlflow:
                 sinks.append(MlflowSink(cfg.mlflow_uri, cfg.experiment, name, spec, backend))
         except BaseException:
-            for sink in sinks:
-                sink.close(None, "FAILED")
+            _close_all(sinks, None, "FAILED")
             raise
-        self._sinks = sinks
+        self._sinks.set(tuple(sinks))
 
     @hookimpl
     def bertbridge_log_metrics(self, metrics: Mapping[str, float], stage: str, step: int, epoch: float) -> None:
         finite = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        for sink in self._sinks:
-            sink.log(finite, step)
+        for sink in self._sinks.get():
+            _quietly(sink, "log", finite, step)
 
     @hookimpl
     def bertbridge_run_finished(self, spec: TaskSpec, model_dir: Optional[Path], metrics: Mapping[str, float],
                                 error: Optional[BaseException]) -> None:
-        self._close(model_dir, "FAILED" if error is not None else "FINISHED")
+        sinks = self._sinks.get()
+        self._sinks.set(())
+        status = "FINISHED" if error is None else "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        _close_all(sinks, model_dir, status)
 
-    def _close(self, model_dir: Optional[Path], status: Optional[str]) -> None:
-        sinks, self._sinks = self._sinks, []
-        for sink in sinks:
-            sink.close(model_dir, status or "KILLED")
+
+def _close_all(sinks, model_dir: Optional[Path], status: str) -> None:
+    for sink in sinks:
+        _quietly(sink, "close", model_dir, status)
+
+
+def _quietly(sink, method: str, *args) -> None:
+    """Tracking reports on the run; a tracking server that fails mid-run warns, it does not stop training."""
+    try:
+        getattr(sink, method)(*args)
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"{type(sink).__name__}.{method} failed ({type(exc).__name__}: {exc}); training goes on.",
+                      RuntimeWarning, stacklevel=2)
 
 
 class TensorBoardSink:
@@ -110,9 +126,13 @@ class MlflowSink:
         run = self._client.create_run(experiment_id, run_name=name, tags={"bertbridge.backend": backend,
                                                                           "bertbridge.task": spec.task.type})
         self.run_id = run.info.run_id
-        params = [Param(k, str(v)[:MLFLOW_PARAM_LIMIT]) for k, v in flatten(spec.to_dict()).items()]
-        for i in range(0, len(params), MLFLOW_BATCH):
-            self._client.log_batch(self.run_id, params=params[i:i + MLFLOW_BATCH])
+        params = [Param(k, str(v)[:MLFLOW_PARAM_LIMIT]) for k, v in flatten(redact_credentials(spec.to_dict())).items()]
+        try:
+            for i in range(0, len(params), MLFLOW_BATCH):
+                self._client.log_batch(self.run_id, params=params[i:i + MLFLOW_BATCH])
+        except BaseException:
+            self._client.set_terminated(self.run_id, status="FAILED")
+            raise
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric

@@ -1,5 +1,5 @@
 """``training_curves.png``: the loss (training and validation) and the monitored validation metric
-per optimizer step, drawn headless with matplotlib's Agg backend."""
+per optimizer step, drawn headless (a bare ``matplotlib.figure.Figure``, no pyplot state)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,7 @@ CURVES_NAME = "training_curves.png"
 
 def write_curves(record: RunRecord, out: Path, title: str = "") -> Path:
     """Draw ``record``'s curves to ``out`` (a PNG) under ``title``; returns ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; also safe when a GUI backend was chosen elsewhere
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # a bare Figure draws with Agg, leaving pyplot's backend alone
 
     metric = record.metric
     show_metric = metric != "loss" and any(_has(e, metric) for e in record.evaluations)

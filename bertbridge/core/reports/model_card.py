@@ -9,6 +9,7 @@ the run record only, so every folder gets one, trained or re-saved.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -52,9 +53,17 @@ def render_card(name: str, manifest: Manifest, record: Optional[RunRecord], fact
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
+def plain_card(name: str, manifest: Manifest) -> str:
+    """The card when the full one cannot be rendered: front matter and the facts that cannot fail."""
+    return (f"---\nlibrary_name: bertbridge\ntags:\n- bertbridge\n---\n\n# {name}\n\nA `{manifest.task}` model trained "
+            "with bertbridge; its metrics and settings are in `bertbridge.json`.\n")
+
+
 def _front_matter(manifest: Manifest, record: Optional[RunRecord], facts: CardFacts) -> str:
-    meta: dict[str, Any] = {"library_name": "bertbridge", "pipeline_tag": facts.pipeline_tag,
-                            "tags": ["bertbridge", manifest.backend, facts.pipeline_tag]}
+    meta: dict[str, Any] = {"library_name": "bertbridge"}
+    if facts.pipeline_tag:
+        meta["pipeline_tag"] = facts.pipeline_tag
+    meta["tags"] = [t for t in ("bertbridge", manifest.backend, facts.pipeline_tag) if t]
     base = facts.hub_base_model or (manifest.base_model if _HUB_ID.match(manifest.base_model or "") else None)
     if base:
         meta["base_model"] = base
@@ -76,7 +85,15 @@ def _summary(manifest: Manifest, facts: CardFacts) -> str:
 
 
 def _quality(metrics) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith(_NOT_QUALITY)}
+    return {k: float(v) for k, v in metrics.items()
+            if _number(v) is not None and not isinstance(v, bool) and not str(k).startswith(_NOT_QUALITY)}
+
+
+def _number(value: Any) -> Optional[float]:
+    """A finite float, or None for anything else (a hand-edited manifest may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _metrics_section(manifest: Manifest) -> str:
@@ -88,7 +105,7 @@ def _metrics_section(manifest: Manifest) -> str:
     rows = ["| metric | validation |" + (" test |" if test else ""), "| --- | --- |" + (" --- |" if test else "")]
     for n in names:
         cells = [_fmt(quality.get(n))] + ([_fmt(quality.get(f"test_{n}"))] if test else [])
-        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+        rows.append(f"| {n.replace('|', '/')} | " + " | ".join(cells) + " |")
     return "## Evaluation\n\n" + "\n".join(rows)
 
 
@@ -97,16 +114,17 @@ def _training_section(manifest: Manifest, record: Optional[RunRecord]) -> str:
     lines = ["## Training", "", f"- Backend: `{manifest.backend}`" + (f" ({versions})" if versions else "")]
     if manifest.created:
         lines.append(f"- Saved: {manifest.created}")
-    m = manifest.metrics
-    if "train_seconds" in m:
-        lines.append(f"- Training loop: {float(m['train_seconds']):.1f} s, {float(m.get('train_samples_per_s', 0)):.1f} samples/s"
-                     + (f", {int(m['world_size'])} worker(s)" if "world_size" in m else ""))
+    seconds, rate, workers = (_number(manifest.metrics.get(k)) for k in ("train_seconds", "train_samples_per_s", "world_size"))
+    if seconds is not None:
+        lines.append(f"- Training loop: {seconds:.1f} s" + (f", {rate:.1f} samples/s" if rate is not None else "")
+                     + (f", {workers:.0f} worker(s)" if workers is not None else ""))
     if record is None:
         lines.append("- The run record (spec, curves) was not saved with this folder.")
         return "\n".join(lines)
     if record.evaluations or record.train:
         last = (record.evaluations or record.train)[-1]
-        lines.append(f"- {last['step']} optimizer steps, {float(last.get('epoch') or 0):.2f} epochs logged")
+        epoch = _number(last.get("epoch"))
+        lines.append(f"- {last['step']} optimizer steps" + (f", {epoch:.2f} epochs" if epoch is not None else "") + " logged")
     lines += ["", f"![training curves]({CURVES_NAME})", "", "The resolved spec:", "", "```yaml",
               yaml.safe_dump(dict(record.spec), sort_keys=False, allow_unicode=True).rstrip(), "```"]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -60,8 +61,23 @@ def read_record(folder: Path) -> Optional[RunRecord]:
         return None
     try:
         return RunRecord.from_json(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except Exception:  # noqa: BLE001 (a damaged side file, even a deeply nested one, never stops a load)
         return None
+
+
+_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s]+@")
+
+
+def redact_credentials(value: Any) -> Any:
+    """``value`` (a spec dict) with the user and password of every URL in it replaced by ``***``
+    (``https://user:token@host`` -> ``https://***@host``): the record and cards are meant to be shared."""
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\1***@", value)
+    if isinstance(value, dict):
+        return {k: redact_credentials(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_credentials(v) for v in value]
+    return value
 
 
 def _rows(value: Any) -> bool:

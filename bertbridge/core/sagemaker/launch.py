@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bertbridge.core.errors import NotSupportedError, SpecError
-from bertbridge.core.io.vendor import requirements, vendor_package
+from bertbridge.core.io.vendor import TRACKING_REQUIREMENTS, TRAINING_REQUIREMENTS, requirements, vendor_package
 from bertbridge.core.plugins.registry import backend_name, backends, models, tasks
 from bertbridge.core.sagemaker.aws import aws_context, framework_image
+from bertbridge.core.spec import TaskSpec
 
 METRICS = ("train_loss", "learning_rate", "train_samples_per_s", "eval_loss", "eval_accuracy", "eval_macro_f1",
            "eval_micro_f1", "eval_mcc", "eval_subset_accuracy", "test_accuracy", "test_macro_f1",
@@ -67,11 +68,13 @@ def _trainer_class(debug_hook: Any):
     return DebuggedModelTrainer
 
 
-def _source_dir(folder: Path, backend) -> None:
-    """Entry point + bertbridge (package and dist-info, for entry points) + requirements."""
+def _source_dir(folder: Path, backend, spec: Optional[TaskSpec] = None) -> None:
+    """Entry point + bertbridge (package and dist-info, for entry points) + requirements (the training
+    job's: the curves' matplotlib, and the packages of the tracking the spec switches on)."""
     vendor_package(folder)
     shutil.copyfile(backend.entry_point_path(), folder / backend.entry_point)
-    (folder / "requirements.txt").write_text(requirements(backend), encoding="utf-8")
+    tracking = [pkg for option, pkgs in TRACKING_REQUIREMENTS.items() if spec is not None and getattr(spec.tracking, option) for pkg in pkgs]
+    (folder / "requirements.txt").write_text(requirements(backend, TRAINING_REQUIREMENTS + tuple(tracking)), encoding="utf-8")
 
 
 def launch_training(
@@ -154,7 +157,7 @@ def launch_training(
         channels["model"] = aws.upload(models().resolve(spec.model.name), f"{prefix}/model")
         source = tmp / "source"
         source.mkdir()
-        _source_dir(source, chosen)
+        _source_dir(source, chosen, spec)
         hyperparameters = {"backend": chosen.name}
         for item in overrides:
             key, _, value = item.partition("=")

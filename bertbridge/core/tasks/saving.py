@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 from bertbridge.core.io.artifacts import Manifest, atomic_directory, library_versions, now_iso, write_manifest, write_text_atomic
 from bertbridge.core.plugins.registry import backends, models, tasks
 from bertbridge.core.reports.curves import CURVES_NAME, write_curves
-from bertbridge.core.reports.model_card import CARD_NAME, CardFacts, render_card
+from bertbridge.core.reports.model_card import CARD_NAME, CardFacts, plain_card, render_card
 from bertbridge.core.reports.record import RECORD_NAME, RunRecord
 
 
@@ -41,11 +41,32 @@ def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Opti
 
 
 def write_reports(folder: Path, name: str, manifest: Manifest, record: Optional[RunRecord]) -> None:
-    """The model card, and with a run record the record itself and its curves, into ``folder``."""
+    """The model card, and with a run record the record itself and its curves, into ``folder``.
+
+    Best effort: the reports describe the model and must never cost it, so a record or a picture
+    that cannot be written is left out with a warning, and the card falls back to a plain one."""
     if record is not None:
-        write_text_atomic(folder / RECORD_NAME, record.to_json())
-        write_curves(record, folder / CURVES_NAME, title=f"{manifest.task} on {manifest.backend}")
-    write_text_atomic(folder / CARD_NAME, render_card(name, manifest, record, card_facts(folder, manifest)))
+        try:
+            write_text_atomic(folder / RECORD_NAME, record.to_json())
+            write_curves(record, folder / CURVES_NAME, title=f"{manifest.task} on {manifest.backend}")
+        except Exception as exc:  # noqa: BLE001 (anything matplotlib or odd numbers raise)
+            _warn(f"{name}: the training record or curves could not be written ({type(exc).__name__}: {exc}); "
+                  "the model is saved without them.")
+            for leftover in (RECORD_NAME, CURVES_NAME):
+                (folder / leftover).unlink(missing_ok=True)
+            record = None
+    try:
+        card = render_card(name, manifest, record, card_facts(folder, manifest))
+    except Exception as exc:  # noqa: BLE001
+        _warn(f"{name}: the model card could not be rendered ({type(exc).__name__}: {exc}); a plain one is written.")
+        card = plain_card(name, manifest)
+    write_text_atomic(folder / CARD_NAME, card)
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def card_facts(folder: Path, manifest: Manifest) -> CardFacts:

@@ -23,7 +23,7 @@ from bertbridge.core.distributed import data_parallel
 from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.io.artifacts import check_weights
 from bertbridge.core.plugins.registry import backends, models, plugin_manager, tasks
-from bertbridge.core.reports.record import RunRecord
+from bertbridge.core.reports.record import RunRecord, redact_credentials
 from bertbridge.core.spec import TaskSpec
 from bertbridge.core.task import Predictor, Task, TaskData
 from bertbridge.core.text.tokenize import TextEncoder
@@ -85,8 +85,8 @@ def train_and_save(task: Task, spec: TaskSpec, backend, target: Path, data: Task
         predictor.debug_report = observer.close()  # type: ignore[attr-defined]
         verdicts = {f"debugger_rule_{k}_triggered": float(bool(v.get("triggered"))) for k, v in predictor.debug_report.rules.items()}  # type: ignore[attr-defined]
         log_metrics(verdicts, "debugger", result.steps, result.epochs)
-    predictor.run = RunRecord(spec=spec.to_dict(), metric=task.default_monitor(spec), train=result.train_history,  # type: ignore[attr-defined]
-                              evaluations=result.history)
+    predictor.run = RunRecord(spec=redact_credentials(spec.to_dict()), metric=monitor.name,  # type: ignore[attr-defined]
+                              train=result.train_history, evaluations=result.history)
     finish(predictor, data, result, target, collective)
     return predictor
 
@@ -101,13 +101,24 @@ def announced(spec: TaskSpec, backend_name: str, main: bool) -> Iterator[dict[st
         yield outcome
         return
     hook = plugin_manager().hook
-    hook.bertbridge_run_started(spec=spec, backend=backend_name)
     try:
+        hook.bertbridge_run_started(spec=spec, backend=backend_name)
         yield outcome
-    except BaseException as exc:
-        hook.bertbridge_run_finished(spec=spec, model_dir=None, metrics={}, error=exc)
+    except BaseException as exc:  # the plugins that started (before one raised, too) hear the end
+        _failed(hook, spec, exc)
         raise
     hook.bertbridge_run_finished(spec=spec, error=None, **outcome)
+
+
+def _failed(hook, spec: TaskSpec, error: BaseException) -> None:
+    """``bertbridge_run_finished`` for a failed run; a plugin failing there must not hide ``error``."""
+    try:
+        hook.bertbridge_run_finished(spec=spec, model_dir=None, metrics={}, error=error)
+    except Exception as exc:  # noqa: BLE001
+        import warnings
+
+        warnings.warn(f"a bertbridge_run_finished plugin failed ({type(exc).__name__}: {exc}) while the run was "
+                      f"failing with {type(error).__name__}: {error}", RuntimeWarning, stacklevel=2)
 
 
 def finish(predictor: Predictor, data: TaskData, result: TrainResult, target: Path, collective) -> None:
