@@ -17,8 +17,8 @@ CORE = ROOT / "bertbridge" / "core"
 LAYERS = [
     ("bertbridge.core.errors", "bertbridge.core.spec"),
     ("bertbridge.core.io", "bertbridge.core.serving.protocol"),
-    ("bertbridge.core.reports",),
     ("bertbridge.core.text",),
+    ("bertbridge.core.reports",),
     ("bertbridge.core.data",),
     ("bertbridge.core.hookspecs", "bertbridge.core.task", "bertbridge.core.backend"),
     ("bertbridge.core.plugins",),

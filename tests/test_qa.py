@@ -81,6 +81,7 @@ def test_the_model_card_names_the_qa_pipeline_and_its_f1(qa_run):
     assert f"| f1 | {qa.manifest.metrics['f1']:.4f} |" in card
     assert "model.predict({'question': 'Who wrote it?', 'context': 'It was written by Ada Lovelace in 1843.'})" in card
     assert "BertForQuestionAnswering.from_pretrained(path)" in card and (qa.path / "training_curves.png").is_file()
+    assert "## Cross-framework check\n\npassed: on 2 probe inputs" in card  # start/end logits, padding left out
 
 
 def test_load_predict_and_long_contexts(qa_run):

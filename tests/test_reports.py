@@ -152,3 +152,14 @@ def test_credentials_in_urls_stay_out_of_the_record():
 
     spec = {"tracking": {"mlflow_uri": "https://alice:s3cret@mlflow.example.com/api"}, "data": {"train": "/d/t.tsv"}}
     assert redact_credentials(spec) == {"tracking": {"mlflow_uri": "https://***@mlflow.example.com/api"}, "data": {"train": "/d/t.tsv"}}
+
+
+def test_the_card_reports_the_cross_framework_check(trained, tmp_path, monkeypatch):
+    card = (trained.path / "README.md").read_text()
+    assert "## Cross-framework check\n\npassed: on 2 probe inputs, the `pytorch` backend's logits and a framework-free" in card
+    from bertbridge.core.io import numpy_bert
+
+    real = numpy_bert.logits
+    monkeypatch.setattr(numpy_bert, "logits", lambda *a, **k: real(*a, **k) + 0.5)  # as if a weight were saved wrong
+    bertbridge.load(trained.path).save(tmp_path / "bad")
+    assert "FAILED: on 2 probe inputs" in (tmp_path / "bad" / "README.md").read_text()

@@ -179,6 +179,10 @@ class Task(abc.ABC):
             raise DataError(f"--predictions-out is not available for {self.name} models.")
         return predictor.evaluate(data)
 
+    def probe_inputs(self, manifest: "Manifest") -> list[tuple[str, Optional[str]]]:
+        """A few ``(text, text_pair)`` inputs the model card's cross-framework check runs. Default: two sentences."""
+        return [("An absolute joy from start to finish.", None), ("The battery died after one day.", None)]
+
     def explain_target(self, manifest: "Manifest", logits: np.ndarray, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
         """What ``bertbridge explain`` attributes, for one example's ``logits`` (batch of 1): weights of
         the logits' shape whose dot product with them is the explained score, and its name. Default:

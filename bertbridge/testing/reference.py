@@ -22,44 +22,7 @@ import numpy as np
 
 PathLike = Union[str, Path]
 
-_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
-_BUFFERS = ("position_ids", "rotary_emb.inv_freq")
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf to ~1e-7 (Abramowitz and Stegun 7.1.26; numpy has none and scipy is not required)."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return sign * (1.0 - poly * np.exp(-a * a))
-
-
-def _activation(name: str, x: np.ndarray) -> np.ndarray:
-    if name == "gelu":
-        return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
-    if name in ("gelu_new", "gelu_pytorch_tanh"):
-        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
-    if name == "relu":
-        return np.maximum(x, 0.0)
-    raise ValueError(f"reference BERT: hidden_act {name!r} is not implemented ({', '.join(_ACTIVATIONS)} are)")
-
-
-def read_artifact(folder: PathLike) -> tuple[dict, dict[str, np.ndarray]]:
-    """``config.json`` and the weights of a BERT folder as float64 arrays, under
-    ``BertFor...`` names (a bare ``BertModel`` checkpoint gets the ``bert.`` prefix)."""
-    from safetensors.numpy import load_file
-
-    folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    state = {}
-    for name, value in load_file(str(folder / "model.safetensors")).items():
-        if name.endswith(_BUFFERS):
-            continue
-        if name.startswith(("embeddings.", "encoder.", "pooler.")):
-            name = "bert." + name
-        state[name] = value.astype(np.float64)
-    return config, state
+from bertbridge.core.io.numpy_bert import _ACTIVATIONS, _BUFFERS, _activation, _dense, _erf, _layer_norm, encoder, logits, read_artifact  # noqa: F401 (re-exported)
 
 
 def check_layout(folder: PathLike, head: str) -> None:
@@ -107,60 +70,6 @@ def expected_shapes(config: Mapping, head: str, num_labels: int) -> dict[str, tu
         shapes["bert.pooler.dense.weight"], shapes["bert.pooler.dense.bias"] = (h, h), (h,)
         shapes["classifier.weight"], shapes["classifier.bias"] = (num_labels, h), (num_labels,)
     return shapes
-
-
-def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * w + b
-
-
-def _dense(x: np.ndarray, s: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    return x @ s[name + ".weight"].T + s[name + ".bias"]
-
-
-def encoder(config: Mapping, state: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray]) -> np.ndarray:
-    """BERT's last hidden states (B, T, H), float64, evaluation mode."""
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError("reference BERT: only absolute position embeddings are implemented")
-    ids, types, mask = (np.asarray(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
-    eps = float(config.get("layer_norm_eps", 1e-12))
-    heads = int(config["num_attention_heads"])
-    b, t = ids.shape
-    e = "bert.embeddings."
-    x = state[e + "word_embeddings.weight"][ids] + state[e + "position_embeddings.weight"][np.arange(t)][None] \
-        + state[e + "token_type_embeddings.weight"][types]
-    x = _layer_norm(x, state[e + "LayerNorm.weight"], state[e + "LayerNorm.bias"], eps)
-    blocked = np.where(mask[:, None, None, :] > 0, 0.0, -np.inf)  # (B, 1, 1, T): padding keys get no attention
-    for i in range(int(config["num_hidden_layers"])):
-        p = f"bert.encoder.layer.{i}."
-
-        def split(y):
-            return y.reshape(b, t, heads, -1).transpose(0, 2, 1, 3)
-
-        q, k, v = (split(_dense(x, state, p + "attention.self." + n)) for n in ("query", "key", "value"))
-        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1]) + blocked
-        scores = np.exp(scores - scores.max(-1, keepdims=True))
-        context = (scores / scores.sum(-1, keepdims=True)) @ v
-        context = context.transpose(0, 2, 1, 3).reshape(b, t, -1)
-        x = _layer_norm(_dense(context, state, p + "attention.output.dense") + x,
-                        state[p + "attention.output.LayerNorm.weight"], state[p + "attention.output.LayerNorm.bias"], eps)
-        inner = _activation(config.get("hidden_act", "gelu"), _dense(x, state, p + "intermediate.dense"))
-        x = _layer_norm(_dense(inner, state, p + "output.dense") + x,
-                        state[p + "output.LayerNorm.weight"], state[p + "output.LayerNorm.bias"], eps)
-    return x
-
-
-def logits(folder: PathLike, batch: Mapping[str, np.ndarray], head: str = "sequence") -> np.ndarray:
-    """What transformers' ``BertForSequenceClassification`` (``head="sequence"``: (B, num_labels)) or
-    ``BertForQuestionAnswering`` (``head="span"``: (B, T, 2), start and end) gives for ``batch``
-    with the artifact in ``folder``, computed in float64."""
-    config, state = read_artifact(folder)
-    hidden = encoder(config, state, batch)
-    if head == "span":
-        return _dense(hidden, state, "qa_outputs")
-    pooled = np.tanh(_dense(hidden[:, 0], state, "bert.pooler.dense"))
-    return _dense(pooled, state, "classifier")
 
 
 def write_artifact(base: PathLike, out: PathLike, *, head: str = "sequence", labels: Sequence[str] = ("a", "b", "c"),

@@ -41,13 +41,15 @@ class CardFacts:
     """``config.json``'s ``architectures[0]``."""
 
 
-def render_card(name: str, manifest: Manifest, record: Optional[RunRecord], facts: CardFacts) -> str:
-    """The card's text for the folder ``name``."""
+def render_card(name: str, manifest: Manifest, record: Optional[RunRecord], facts: CardFacts,
+                check: Optional[dict[str, Any]] = None) -> str:
+    """The card's text for the folder ``name``; ``check`` is :func:`~bertbridge.core.reports.check.cross_check`'s."""
     sections = [
         _front_matter(manifest, record, facts),
         f"# {name}\n\n{_summary(manifest, facts)}",
         _metrics_section(manifest),
         _training_section(manifest, record),
+        _check_section(manifest, check),
         _usage_section(manifest, facts),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -128,6 +130,18 @@ def _training_section(manifest: Manifest, record: Optional[RunRecord]) -> str:
     lines += ["", f"![training curves]({CURVES_NAME})", "", "The resolved spec:", "", "```yaml",
               yaml.safe_dump(dict(record.spec), sort_keys=False, allow_unicode=True).rstrip(), "```"]
     return "\n".join(lines)
+
+
+def _check_section(manifest: Manifest, check: Optional[dict[str, Any]]) -> str:
+    if not check:
+        return ""
+    if check.get("passed") is None:
+        return f"## Cross-framework check\n\n{check.get('note', 'not run')}"
+    verdict = "passed" if check["passed"] else "FAILED"
+    return (f"## Cross-framework check\n\n{verdict}: on {check['inputs']} probe inputs, the `{manifest.backend}` backend's "
+            f"logits and a framework-free float64 numpy BERT reading this folder's `config.json` + `model.safetensors` "
+            f"differ by at most {check['max_abs_logit_diff']:.2e} (tolerance {check['tolerance']:g}), so the files hold "
+            "what the framework computed, in the layout every backend and `transformers` read.")
 
 
 def _usage_section(manifest: Manifest, facts: CardFacts) -> str:

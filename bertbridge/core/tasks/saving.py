@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 
 from bertbridge.core.io.artifacts import Manifest, atomic_directory, library_versions, now_iso, write_manifest, write_text_atomic
 from bertbridge.core.plugins.registry import backends, models, tasks
+from bertbridge.core.reports.check import cross_check
 from bertbridge.core.reports.curves import CURVES_NAME, write_curves
 from bertbridge.core.reports.model_card import CARD_NAME, CardFacts, plain_card, render_card
 from bertbridge.core.reports.record import RECORD_NAME, RunRecord
@@ -33,14 +34,26 @@ def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Opti
     with atomic_directory(target) as staging:
         predictor.model.save(staging)
         predictor.encoder.save(staging)
-        write_reports(staging, target.resolve().name, manifest, record)
+        check = _cross_check(staging, predictor, manifest)
+        write_reports(staging, target.resolve().name, manifest, record, check)
         write_manifest(staging, manifest)
     predictor.manifest = manifest
     predictor.path = target.resolve()
     return predictor.path
 
 
-def write_reports(folder: Path, name: str, manifest: Manifest, record: Optional[RunRecord]) -> None:
+def _cross_check(folder: Path, predictor: Any, manifest: Manifest) -> Optional[dict[str, Any]]:
+    """The backend's logits against the numpy reader of the staged files (best effort: None when it cannot run)."""
+    task = tasks().get(manifest.task)
+    try:
+        return cross_check(folder, predictor.model, predictor.encoder, task.head, task.probe_inputs(manifest),
+                           manifest.max_seq_length)
+    except Exception as exc:  # noqa: BLE001 (an architecture the reader does not know, say)
+        return {"passed": None, "note": f"not run: {type(exc).__name__}: {exc}"}
+
+
+def write_reports(folder: Path, name: str, manifest: Manifest, record: Optional[RunRecord],
+                  check: Optional[dict[str, Any]] = None) -> None:
     """The model card, and with a run record the record itself and its curves, into ``folder``.
 
     Best effort: the reports describe the model and must never cost it, so a record or a picture
@@ -56,7 +69,7 @@ def write_reports(folder: Path, name: str, manifest: Manifest, record: Optional[
                 (folder / leftover).unlink(missing_ok=True)
             record = None
     try:
-        card = render_card(name, manifest, record, card_facts(folder, manifest))
+        card = render_card(name, manifest, record, card_facts(folder, manifest), check)
     except Exception as exc:  # noqa: BLE001
         _warn(f"{name}: the model card could not be rendered ({type(exc).__name__}: {exc}); a plain one is written.")
         card = plain_card(name, manifest)

@@ -41,6 +41,11 @@ class ClassificationTask(Task):
     def default_monitor(self, spec: TaskSpec) -> str:
         return "micro_f1" if spec.task.multi_label else "accuracy"
 
+    def probe_inputs(self, manifest: Manifest) -> list[tuple[str, Optional[str]]]:
+        if manifest.text_pair:
+            return [("A man is playing a guitar.", "Someone is making music."), ("The cat sleeps.", "A dog runs outside.")]
+        return super().probe_inputs(manifest)
+
     def card_example(self, manifest: Manifest) -> Any:
         if manifest.text_pair:
             return [("A man is playing a guitar.", "Someone is making music.")]

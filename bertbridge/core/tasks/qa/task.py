@@ -38,6 +38,9 @@ class QuestionAnsweringTask(Task):
     def monitors(self, spec: TaskSpec) -> tuple[str, ...]:
         return MONITORS
 
+    def probe_inputs(self, manifest: Manifest) -> list[tuple[str, Optional[str]]]:
+        return [("Who wrote it?", "It was written by Ada Lovelace in 1843."), ("When?", "The bridge opened in 1932.")]
+
     def card_example(self, manifest: Manifest) -> Any:
         return {"question": "Who wrote it?", "context": "It was written by Ada Lovelace in 1843."}
 

@@ -1,0 +1,36 @@
+"""The cross-framework check a saved folder passes before its card is written: the backend's logits
+against a framework-free reading of the same files (:mod:`bertbridge.core.io.numpy_bert`, float64),
+on a few probe inputs. Agreement means the folder holds what the framework computed, under the names
+and layout every other backend and ``transformers`` read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from bertbridge.core.io import numpy_bert
+from bertbridge.core.text.batching import collate
+
+TOLERANCE = 1e-3
+"""The largest absolute logit difference that passes (float32 against float64 is ~1e-6; a wrong
+weight name or layout is ~1)."""
+
+
+def cross_check(folder: Path, model, encoder, head: str, probes: Sequence[tuple[str, Optional[str]]],
+                max_length: int) -> dict[str, Any]:
+    """Compare ``model``'s logits with the numpy reader of ``folder`` on ``probes`` ((text, pair) tuples)."""
+    texts = [t for t, _ in probes]
+    pairs = [p for _, p in probes] if any(p is not None for _, p in probes) else None
+    features = encoder.encode(texts, pairs, max_length=max_length)
+    batch = collate(features, np.arange(len(texts)), pad_id=encoder.pad_id)
+    got = np.asarray(model.logits(batch), dtype=np.float64)
+    want = numpy_bert.logits(folder, batch, head)
+    mask = batch["attention_mask"].astype(bool)
+    diff = np.abs(got - want)
+    if head == "span":  # padding positions are not answers
+        diff = diff[mask]
+    worst = float(diff.max())
+    return {"reference": "numpy float64 BERT reading config.json + model.safetensors", "inputs": len(texts),
+            "max_abs_logit_diff": worst, "tolerance": TOLERANCE, "passed": worst <= TOLERANCE}
