@@ -86,7 +86,7 @@ def test_token_text_is_escaped_in_the_page():
 def test_an_export_refuses_with_the_way_out(trained, tmp_path):
     pytest.importorskip("onnxruntime")
     export = bertbridge.export(trained.path, "onnx", tmp_path / "onnx").parent
-    with pytest.raises(NotSupportedError, match=r"does not give gradients for token attributions; open the model folder"):
+    with pytest.raises(NotSupportedError, match=r"does not give gradients for token attributions: pass --backend with one that does"):
         explain.explain(bertbridge.load(export), TEXT)
 
 
@@ -105,3 +105,19 @@ def test_question_answering_explains_the_answer_span(tiny_model_dir, tmp_path, c
     first_context = result["tokens"].index("[SEP]") + 1
     assert first_context <= start <= end < len(result["tokens"]) - 1  # inside the context, not the final [SEP]
     assert result["completeness_gap"] <= explain.TOLERANCE
+
+
+def test_steps_never_pass_the_cap(trained, monkeypatch):
+    monkeypatch.setattr(explain, "TOLERANCE", 1e-9)
+    assert explain.explain(bertbridge.load(trained.path), TEXT, steps=200)["steps"] == explain.MAX_STEPS
+
+
+def test_a_window_without_context_is_a_clear_error():
+    from bertbridge.core.errors import DataError
+    from bertbridge.core.tasks.qa.task import best_window_span
+
+    logits = np.zeros((4, 2))
+    with pytest.raises(DataError, match="the window holds no context tokens"):
+        best_window_span(logits, np.array([0, 0, 0, 1]), np.array([1, 1, 1, 1]), 30)  # only the final [SEP] is type 1
+    assert best_window_span(np.array([[0, 0], [0, 0], [5, 0], [0, 9], [9, 9]]), np.array([0, 0, 1, 1, 1]),
+                            np.ones(5, int), 30) == (2, 3)

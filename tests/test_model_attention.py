@@ -63,7 +63,7 @@ def test_cli_writes_the_head_view_and_grid_and_says_what_it_drew(trained, tmp_pa
 
 def test_cli_mistakes_name_the_fix(trained, tmp_path, capfd):
     assert main(["attention", str(trained.path), "--out", str(tmp_path / "v.html")]) == 2
-    assert "text_classification models show attention for one --text" in capfd.readouterr().err
+    assert "bertbridge attention runs a text_classification model on one --text" in capfd.readouterr().err
     assert main(["attention", str(trained.path), "--text", "x", "--step", "3", "--out", str(tmp_path / "v.html")]) == 2
     assert "is a model folder: --step is for debugger trials" in capfd.readouterr().err
     # not a model folder: read as a trial (forwarded to the MXNet environment when smdebug is not here: capfd)
@@ -94,7 +94,7 @@ def test_question_answering_takes_question_and_context(tiny_model_dir, tmp_path,
                  "--out", str(out)]) == 0
     assert "Who wrote it? / Ada Lovelace wrote it in 1843." in out.read_text(encoding="utf-8")
     assert main(["attention", str(qa.path), "--text", "Who?", "--out", str(out)]) == 2
-    assert "show its attention with one --question Q and one --context C" in capsys.readouterr().err
+    assert "bertbridge attention runs it on one --question Q and one --context C" in capsys.readouterr().err
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

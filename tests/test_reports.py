@@ -163,3 +163,15 @@ def test_the_card_reports_the_cross_framework_check(trained, tmp_path, monkeypat
     monkeypatch.setattr(numpy_bert, "logits", lambda *a, **k: real(*a, **k) + 0.5)  # as if a weight were saved wrong
     bertbridge.load(trained.path).save(tmp_path / "bad")
     assert "FAILED: on 2 probe inputs" in (tmp_path / "bad" / "README.md").read_text()
+
+
+def test_the_check_is_skipped_for_large_weights_and_looser_for_bf16(trained, tmp_path, monkeypatch):
+    from bertbridge.core.reports import check
+
+    model = bertbridge.load(trained.path)
+    probes = [("good fun", None)]
+    loose = check.cross_check(trained.path, model.model, model.encoder, "sequence", probes, 32, mixed_precision=True)
+    assert loose["passed"] and loose["tolerance"] == check.MIXED_PRECISION_TOLERANCE
+    monkeypatch.setattr(check, "MAX_WEIGHT_BYTES", 1)
+    skipped = check.cross_check(trained.path, model.model, model.encoder, "sequence", probes, 32)
+    assert skipped["passed"] is None and "over the 0 MB the save-time check reads" in skipped["note"]

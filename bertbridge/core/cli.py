@@ -356,7 +356,7 @@ def _attention(args) -> int:
         if args.step is not None:
             raise DataError(f"{args.trial} is a model folder: --step is for debugger trials. Give --text (or --question/--context).")
         model = load(args.trial, backend=args.backend, batch_size=1)
-        text, pair = tasks().get(model.manifest.task).cli_attention_input(args)
+        text, pair = tasks().get(model.manifest.task).cli_single_input(args)
         data = attention_view.write_data(attention_view.from_model(model, text, pair), Path(args.out), png=png)
     else:
         if args.step is None:
@@ -377,7 +377,7 @@ def _explain(args) -> int:
     if not 1 <= args.steps <= explain.MAX_STEPS:
         raise DataError(f"--steps must be between 1 and {explain.MAX_STEPS}, got {args.steps}.")
     model = load(args.trial, backend=args.backend, batch_size=1)
-    text, pair = tasks().get(model.manifest.task).cli_attention_input(args)
+    text, pair = tasks().get(model.manifest.task).cli_single_input(args)
     result = explain.explain(model, text, pair, steps=args.steps)
     if args.out:
         write_text_atomic(Path(args.out), explain.render_html(result))

@@ -192,11 +192,12 @@ class Task(abc.ABC):
         weights[0, index] = 1.0
         return weights, f"label {manifest.labels[index]}"
 
-    def cli_attention_input(self, args: Any) -> tuple[str, Optional[str]]:
-        """``bertbridge attention MODEL``'s one input as ``(text, text_pair)`` from ``args`` (``text``,
-        ``text_pair``, ``question``, ``context``: lists or None). Default: one ``--text``, maybe a ``--text-pair``."""
+    def cli_single_input(self, args: Any) -> tuple[str, Optional[str]]:
+        """The one input of ``bertbridge attention MODEL`` and ``bertbridge explain`` (``args.command``) as
+        ``(text, text_pair)`` from ``args`` (``text``, ``text_pair``, ``question``, ``context``: lists or None).
+        Default: one ``--text``, maybe a ``--text-pair``."""
         if not args.text or len(args.text) != 1 or args.question or args.context or len(args.text_pair or []) > 1:
-            raise DataError(f"{self.name} models show attention for one --text (and at most one --text-pair).")
+            raise DataError(f"bertbridge {args.command} runs a {self.name} model on one --text (and at most one --text-pair).")
         return args.text[0], (args.text_pair or [None])[0]
 
     def cli_predict(self, predictor: Predictor, args: Any) -> list[dict[str, Any]]:

@@ -192,10 +192,17 @@ class TorchClassifier(TrainableModel):
         self.model.eval()
         embeds = torch.tensor(embeddings, dtype=torch.float32, device=self.device, requires_grad=True)
         inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in ("attention_mask", "token_type_ids")}
-        out = self.model(inputs_embeds=embeds, **inputs)
-        logits = torch.stack([out.start_logits, out.end_logits], dim=-1) if self.setup.head == "span" else out.logits
-        scores = (logits.float() * torch.from_numpy(weights).to(self.device)).flatten(1).sum(1)
-        (grads,) = torch.autograd.grad(scores.sum(), embeds)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        for p in trainable:  # only the input's gradient is wanted: keep autograd from saving more for the weights
+            p.requires_grad_(False)
+        try:
+            out = self.model(inputs_embeds=embeds, **inputs)
+            logits = torch.stack([out.start_logits, out.end_logits], dim=-1) if self.setup.head == "span" else out.logits
+            scores = (logits.float() * torch.from_numpy(weights).to(self.device)).flatten(1).sum(1)
+            (grads,) = torch.autograd.grad(scores.sum(), embeds)
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
         return scores.detach().cpu().numpy(), grads.cpu().numpy()
 
     def attentions(self, batch: Batch) -> np.ndarray:

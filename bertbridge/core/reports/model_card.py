@@ -140,8 +140,9 @@ def _check_section(manifest: Manifest, check: Optional[dict[str, Any]]) -> str:
     verdict = "passed" if check["passed"] else "FAILED"
     return (f"## Cross-framework check\n\n{verdict}: on {check['inputs']} probe inputs, the `{manifest.backend}` backend's "
             f"logits and a framework-free float64 numpy BERT reading this folder's `config.json` + `model.safetensors` "
-            f"differ by at most {check['max_abs_logit_diff']:.2e} (tolerance {check['tolerance']:g}), so the files hold "
-            "what the framework computed, in the layout every backend and `transformers` read.")
+            f"differ by at most {check['max_abs_logit_diff']:.2e} (tolerance {check['tolerance']:g}"
+            + (", the model computed in bfloat16 mixed precision" if check.get("mixed_precision") else "")
+            + "), so the files hold what the framework computed, in the layout every backend and `transformers` read.")
 
 
 def _usage_section(manifest: Manifest, facts: CardFacts) -> str:

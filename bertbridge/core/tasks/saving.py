@@ -34,7 +34,7 @@ def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Opti
     with atomic_directory(target) as staging:
         predictor.model.save(staging)
         predictor.encoder.save(staging)
-        check = _cross_check(staging, predictor, manifest)
+        check = _cross_check(staging, predictor, manifest, record)
         write_reports(staging, target.resolve().name, manifest, record, check)
         write_manifest(staging, manifest)
     predictor.manifest = manifest
@@ -42,12 +42,15 @@ def save_model_folder(predictor: Any, directory: Union[str, Path], metrics: Opti
     return predictor.path
 
 
-def _cross_check(folder: Path, predictor: Any, manifest: Manifest) -> Optional[dict[str, Any]]:
-    """The backend's logits against the numpy reader of the staged files (best effort: None when it cannot run)."""
+def _cross_check(folder: Path, predictor: Any, manifest: Manifest, record: Optional[RunRecord]) -> Optional[dict[str, Any]]:
+    """The backend's logits against the numpy reader of the staged files (best effort: a note when it cannot run).
+    A model just trained with ``training.mixed_precision`` computes in bfloat16: a looser tolerance."""
     task = tasks().get(manifest.task)
+    training = record.spec.get("training") if record is not None else None
+    mixed = bool(isinstance(training, dict) and training.get("mixed_precision"))
     try:
         return cross_check(folder, predictor.model, predictor.encoder, task.head, task.probe_inputs(manifest),
-                           manifest.max_seq_length)
+                           manifest.max_seq_length, mixed_precision=mixed)
     except Exception as exc:  # noqa: BLE001 (an architecture the reader does not know, say)
         return {"passed": None, "note": f"not run: {type(exc).__name__}: {exc}"}
 

@@ -88,10 +88,10 @@ class QuestionAnsweringTask(Task):
         weights[0, start, 0] = weights[0, end, 1] = 1.0
         return weights, f"answer span tokens {start}-{end}"
 
-    def cli_attention_input(self, args: Any) -> tuple[str, Optional[str]]:
+    def cli_single_input(self, args: Any) -> tuple[str, Optional[str]]:
         """One ``--question`` and its ``--context``: the model's first window of them."""
         if args.text or args.text_pair or len(args.question or []) != 1 or len(args.context or []) != 1:
-            raise DataError("this model answers questions: show its attention with one --question Q and one --context C.")
+            raise DataError(f"this model answers questions: bertbridge {args.command} runs it on one --question Q and one --context C.")
         return args.question[0], args.context[0]
 
     def cli_predict(self, predictor: QuestionAnswerer, args: Any) -> list[dict[str, Any]]:
@@ -130,7 +130,8 @@ def best_window_span(logits: np.ndarray, token_types: np.ndarray, mask: np.ndarr
     context[np.flatnonzero(context)[-1:]] = False  # the final [SEP] is not context
     idx = np.flatnonzero(context)
     if not len(idx):
-        return 0, 0
+        raise DataError("the window holds no context tokens (an empty context, or a question that fills the window): "
+                        "give a non-empty --context, or a shorter --question.")
     scores = logits[idx, 0][:, None] + logits[idx, 1][None, :]
     allowed = (idx[None, :] >= idx[:, None]) & (idx[None, :] - idx[:, None] < max_length)
     i, j = np.unravel_index(np.argmax(np.where(allowed, scores, -np.inf)), scores.shape)
