@@ -9,7 +9,7 @@ only when a run asks for them.
 Example spec section::
 
     tracking:
-      tensorboard: runs          # event files in runs/<output folder name>-<time>/
+      tensorboard: runs          # event files in runs/<output folder name>-<time>-<id>/
       mlflow: true               # params = the resolved spec, metrics per step, the model folder as artifacts
       mlflow_uri: null           # default: $MLFLOW_TRACKING_URI, else MLflow's own (sqlite:///mlflow.db here)
       experiment: bertbridge
