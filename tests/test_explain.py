@@ -91,13 +91,11 @@ def test_an_export_refuses_with_the_way_out(trained, tmp_path):
 
 
 def test_question_answering_explains_the_answer_span(tiny_model_dir, tmp_path, capsys):
-    squad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "Ada Lovelace wrote it in 1843.", "qas": [
-        {"id": str(i), "question": "Who wrote it?", "answers": [{"text": "Ada Lovelace", "answer_start": 0}]} for i in range(8)]}]}]}
-    (tmp_path / "train.json").write_text(json.dumps(squad))
-    spec = {"task": {"type": "question_answering", "doc_stride": 8, "max_question_length": 8},
-            "data": {"train": str(tmp_path / "train.json")}, "model": {"name": str(tiny_model_dir)},
-            "training": {"epochs": 1, "batch_size": 4, "max_seq_length": 32}, "backend": "pytorch", "output_dir": str(tmp_path / "qa")}
-    qa = bertbridge.train(spec)
+    from bertbridge.testing import tiny
+
+    tiny.toy_squad(tmp_path / "train.json", 8, seed=1)
+    qa = bertbridge.train(tiny.qa_spec(tiny_model_dir, {"train": str(tmp_path / "train.json")}, tmp_path / "qa", epochs=1),
+                          backend="pytorch")
     capsys.readouterr()  # the training log
     assert main(["explain", str(qa.path), "--question", "Who wrote it?", "--context", "Ada Lovelace wrote it in 1843."]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -93,6 +93,10 @@ class BackendStatus:
     """The interpreter the backend runs in when it is reached by forwarding (``BERTBRIDGE_<NAME>_PYTHON``)."""
 
 
+NO_GRADIENTS = ("does not give gradients for token attributions: pass --backend with one that does (pytorch or "
+                "tensorflow for the built-in ones); an export folder is explained through the model folder it came from.")
+
+
 class InferenceModel(abc.ABC):
     """A model that maps a batch to logits."""
 
@@ -117,18 +121,14 @@ class InferenceModel(abc.ABC):
     def word_embeddings(self, input_ids: np.ndarray) -> np.ndarray:
         """The word-embedding rows of ``input_ids`` (B, T) as float32 (B, T, hidden): the input
         layer that token attributions (``bertbridge explain``) are taken at. Optional; the default refuses."""
-        raise NotSupportedError(f"{type(self).__name__} does not give gradients for token attributions: pass --backend "
-                                "with one that does (pytorch or tensorflow for the built-in ones); an export folder is "
-                                "explained through the model folder it came from.")
+        raise NotSupportedError(f"{type(self).__name__} {NO_GRADIENTS}")
 
     def embedding_gradients(self, batch: Batch, embeddings: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Evaluation mode, with ``embeddings`` (B, T, hidden) in place of the word embeddings of
         ``batch["input_ids"]`` (position and token-type embeddings as usual): the score
         ``sum(logits * weights)`` per example (B,) and its gradient with respect to ``embeddings``
         (B, T, hidden). ``weights`` has the logits' shape. Optional, with :meth:`word_embeddings`."""
-        raise NotSupportedError(f"{type(self).__name__} does not give gradients for token attributions: pass --backend "
-                                "with one that does (pytorch or tensorflow for the built-in ones); an export folder is "
-                                "explained through the model folder it came from.")
+        raise NotSupportedError(f"{type(self).__name__} {NO_GRADIENTS}")
 
 
 class TrainableModel(InferenceModel):

@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attention", help="render attention (HTML head view, PNG grid) of a model on one input, "
                                          "or recorded by a debugger run")
-    p.add_argument("trial", metavar="MODEL_OR_TRIAL",
+    p.add_argument("model", metavar="MODEL_OR_TRIAL",
                    help="a model folder (with --text, or --question/--context), or a debugger trial folder (with --step)")
     p.add_argument("--step", type=int, help="a trial's optimizer step to show (see bertbridge-debug.json)")
     p.add_argument("--text", action="append", help="a model folder: the text to run")
@@ -159,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--png", help="also write a per-layer heatmap grid to this PNG file")
 
     p = sub.add_parser("explain", help="token attributions (integrated gradients) for a model's prediction on one input")
-    p.add_argument("trial", metavar="MODEL", help="a model folder")
+    p.add_argument("model", metavar="MODEL", help="a model folder")
     p.add_argument("--text", action="append", help="the text to explain")
     p.add_argument("--text-pair", action="append", help="the second text of a pair")
     p.add_argument("--question", action="append", help="a question-answering model: the question")
@@ -352,17 +352,17 @@ def _attention(args) -> int:
     from bertbridge.core.plugins.registry import tasks
 
     png = Path(args.png) if args.png else None
-    if (Path(args.trial) / MANIFEST_NAME).is_file():
+    if (Path(args.model) / MANIFEST_NAME).is_file():
         if args.step is not None:
-            raise DataError(f"{args.trial} is a model folder: --step is for debugger trials. Give --text (or --question/--context).")
-        model = load(args.trial, backend=args.backend, batch_size=1)
+            raise DataError(f"{args.model} is a model folder: --step is for debugger trials. Give --text (or --question/--context).")
+        model = load(args.model, backend=args.backend, batch_size=1)
         text, pair = tasks().get(model.manifest.task).cli_single_input(args)
         data = attention_view.write_data(attention_view.from_model(model, text, pair), Path(args.out), png=png)
     else:
         if args.step is None:
-            raise DataError(f"{args.trial} is not a model folder (no {MANIFEST_NAME}), so it is read as a debugger trial: "
+            raise DataError(f"{args.model} is not a model folder (no {MANIFEST_NAME}), so it is read as a debugger trial: "
                             "give --step N (a step listed in its bertbridge-debug.json), or pass a model folder.")
-        data = attention_view.write(args.trial, args.step, Path(args.out), example=args.example, png=png)
+        data = attention_view.write(args.model, args.step, Path(args.out), example=args.example, png=png)
     print(json.dumps({"html": str(Path(args.out).resolve()), "png": str(Path(args.png).resolve()) if args.png else None,
                       "tokens": len(data.tokens), "layers": int(data.attention.shape[0]), "heads": int(data.attention.shape[1])}))
     return 0
@@ -376,7 +376,7 @@ def _explain(args) -> int:
 
     if not 1 <= args.steps <= explain.MAX_STEPS:
         raise DataError(f"--steps must be between 1 and {explain.MAX_STEPS}, got {args.steps}.")
-    model = load(args.trial, backend=args.backend, batch_size=1)
+    model = load(args.model, backend=args.backend, batch_size=1)
     text, pair = tasks().get(model.manifest.task).cli_single_input(args)
     result = explain.explain(model, text, pair, steps=args.steps)
     if args.out:

@@ -126,15 +126,13 @@ def target_backend(args) -> Optional[str]:
         from bertbridge.core.spec import TaskSpec
 
         return backend_name(args.backend, TaskSpec.from_file(args.spec, args.overrides).backend)
-    if command in ("evaluate", "predict", "serve", "export", "explain"):
+    if command in ("evaluate", "predict", "serve", "export", "explain") or (command == "attention" and not _renders_trial(args)):
         if args.backend:
             return args.backend
         try:
-            return Manifest.read(Path(args.model if command != "explain" else args.trial)).backend
+            return Manifest.read(Path(args.model)).backend
         except Exception:  # let the command itself report a bad model folder
             return None
-    if command == "attention" and _renders_trial(args) is False:  # a model folder: run by its backend, as predict is
-        return args.backend or Manifest.read(Path(args.trial)).backend
     if command == "attention":  # rendering a trial needs smdebug: the environment of a backend that records them
         from bertbridge.core.plugins.registry import backends
 
@@ -143,19 +141,11 @@ def target_backend(args) -> Optional[str]:
     return None
 
 
-def _renders_trial(args) -> Optional[bool]:
-    """For ``attention``: True for a debugger trial, False for a readable model folder, None otherwise."""
-    if args.command != "attention":
-        return None
-    from bertbridge.core.io.artifacts import MANIFEST_NAME, Manifest
+def _renders_trial(args) -> bool:
+    """``attention`` on a folder without a manifest: a debugger trial (a model folder runs like ``predict``)."""
+    from bertbridge.core.io.artifacts import MANIFEST_NAME
 
-    if not (Path(args.trial) / MANIFEST_NAME).is_file():
-        return True
-    try:
-        Manifest.read(Path(args.trial))
-    except Exception:  # the command itself reports a damaged manifest
-        return None
-    return False
+    return args.command == "attention" and not (Path(args.model) / MANIFEST_NAME).is_file()
 
 
 def maybe_forward(args, argv: Sequence[str]) -> Optional[int]:

@@ -310,10 +310,6 @@ class TrackingConfig:
         if self.mlflow_uri is not None and not self.mlflow:
             raise SpecError(f"{path}.mlflow_uri is set but {path}.mlflow is false; set {path}.mlflow: true to log to it.")
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.tensorboard) or self.mlflow
-
 
 @dataclass(frozen=True)
 class TaskSpec:

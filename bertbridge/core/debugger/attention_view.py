@@ -25,7 +25,7 @@ import numpy as np
 
 from bertbridge.core.debugger.capture import Report
 from bertbridge.core.errors import DataError
-from bertbridge.core.text.batching import collate
+from bertbridge.core.text.batching import encode_batch
 
 HEAD_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
@@ -50,12 +50,9 @@ class AttentionData:
 def from_model(predictor, text: str, text_pair: Optional[str] = None) -> AttentionData:
     """The attention of ``predictor``'s model (a loaded model folder) on one input, tokenized as it
     predicts (the manifest's ``max_seq_length``; a pair is cut from its second text first)."""
-    encoder = predictor.encoder
-    features = encoder.encode([text], None if text_pair is None else [text_pair],
-                              max_length=predictor.manifest.max_seq_length)
-    batch = collate(features, np.arange(1), pad_id=encoder.pad_id)
+    features, batch = encode_batch(predictor.encoder, [(text, text_pair)], predictor.manifest.max_seq_length)
     attention = np.asarray(predictor.model.attentions(batch))[0].astype(np.float32)
-    tokens = encoder.id_tokens(features.input_ids[0])
+    tokens = predictor.encoder.id_tokens(features.input_ids[0])
     shown = text if text_pair is None else [text, text_pair]
     return AttentionData(tokens, attention, None, 0, shown, str(predictor.path))
 

@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from bertbridge.core.plugins.registry import tasks
-from bertbridge.core.text.batching import collate
+from bertbridge.core.text.batching import encode_batch
 
 STEPS = 32
 MAX_STEPS = 256
@@ -40,13 +40,13 @@ TOLERANCE = 0.05
 def explain(predictor, text: str, text_pair: Optional[str] = None, *, steps: int = STEPS) -> dict[str, Any]:
     """Attributions of ``predictor``'s model (a loaded model folder) for one input; a JSON-ready dict."""
     encoder, model = predictor.encoder, predictor.model
-    features = encoder.encode([text], None if text_pair is None else [text_pair], max_length=predictor.manifest.max_seq_length)
-    batch = collate(features, np.arange(1), pad_id=encoder.pad_id)
+    features, batch = encode_batch(encoder, [(text, text_pair)], predictor.manifest.max_seq_length)
     weights, target = tasks().get(predictor.manifest.task).explain_target(predictor.manifest, model.logits(batch), batch)
+    weights = weights.astype(np.float32)
     inputs = model.word_embeddings(batch["input_ids"])
     baseline = model.word_embeddings(_baseline_ids(batch["input_ids"], encoder))
     ends, _ = model.embedding_gradients(_repeat(batch, 2), np.concatenate([inputs, baseline]).astype(np.float32),
-                                        _repeat_array(weights, 2))
+                                        np.repeat(weights, 2, axis=0))
     score, base_score = float(ends[0]), float(ends[1])
     steps = min(steps, MAX_STEPS)
     while True:
@@ -76,17 +76,13 @@ def _integrate(model, batch, weights, inputs, baseline, steps: int) -> np.ndarra
     for start in range(0, steps, chunk):
         a = alphas[start:start + chunk, None, None]
         points = baseline + a * (inputs - baseline)
-        _, grads = model.embedding_gradients(_repeat(batch, len(a)), points.astype(np.float32), _repeat_array(weights, len(a)))
+        _, grads = model.embedding_gradients(_repeat(batch, len(a)), points.astype(np.float32), np.repeat(weights, len(a), axis=0))
         total += grads.sum(axis=0)
     return ((inputs[0] - baseline[0]) * total / steps).sum(axis=-1)
 
 
 def _repeat(batch: dict, n: int) -> dict:
     return {k: np.repeat(v, n, axis=0) for k, v in batch.items()}
-
-
-def _repeat_array(weights: np.ndarray, n: int) -> np.ndarray:
-    return np.repeat(weights.astype(np.float32), n, axis=0)
 
 
 def render_html(result: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from bertbridge.core.io import numpy_bert
-from bertbridge.core.text.batching import collate
+from bertbridge.core.text.batching import encode_batch
 
 TOLERANCE = 1e-3
 """The largest absolute logit difference that passes (float32 against float64 is ~1e-6; a wrong
@@ -32,10 +32,7 @@ def cross_check(folder: Path, model, encoder, head: str, probes: Sequence[tuple[
         return {"passed": None, "note": f"not run: the weights ({size / 1e6:.0f} MB) are over the {MAX_WEIGHT_BYTES / 1e6:.0f} MB "
                                         "the save-time check reads (its float64 copy would need twice that again)."}
     tolerance = MIXED_PRECISION_TOLERANCE if mixed_precision else TOLERANCE
-    texts = [t for t, _ in probes]
-    pairs = [p for _, p in probes] if any(p is not None for _, p in probes) else None
-    features = encoder.encode(texts, pairs, max_length=max_length)
-    batch = collate(features, np.arange(len(texts)), pad_id=encoder.pad_id)
+    _, batch = encode_batch(encoder, probes, max_length)
     got = np.asarray(model.logits(batch), dtype=np.float64)
     want = numpy_bert.logits(folder, batch, head)
     mask = batch["attention_mask"].astype(bool)
@@ -43,6 +40,6 @@ def cross_check(folder: Path, model, encoder, head: str, probes: Sequence[tuple[
     if head == "span":  # padding positions are not answers
         diff = diff[mask]
     worst = float(diff.max())
-    return {"reference": "numpy float64 BERT reading config.json + model.safetensors", "inputs": len(texts),
+    return {"reference": "numpy float64 BERT reading config.json + model.safetensors", "inputs": len(probes),
             "max_abs_logit_diff": worst, "tolerance": tolerance, "passed": worst <= tolerance,
             "mixed_precision": mixed_precision}

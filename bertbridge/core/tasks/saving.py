@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -80,8 +81,6 @@ def write_reports(folder: Path, name: str, manifest: Manifest, record: Optional[
 
 
 def _warn(message: str) -> None:
-    import warnings
-
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 

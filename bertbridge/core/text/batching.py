@@ -13,7 +13,7 @@ of padding 31 short sentences to its length.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -85,3 +85,12 @@ def collate(features: Encoded, index: np.ndarray, labels: Optional[np.ndarray] =
     if labels is not None:
         batch["labels"] = labels[index]
     return batch
+
+
+def encode_batch(encoder, inputs: Sequence[tuple[str, Optional[str]]], max_length: int) -> tuple[Encoded, dict[str, np.ndarray]]:
+    """Tokenize a few ``(text, text_pair)`` inputs (``text_pair`` None for single texts) with ``encoder``
+    and collate them into one padded batch; returns the features and the batch."""
+    texts = [text for text, _ in inputs]
+    pairs = [pair for _, pair in inputs] if any(pair is not None for _, pair in inputs) else None
+    features = encoder.encode(texts, pairs, max_length=max_length)
+    return features, collate(features, np.arange(len(texts)), pad_id=encoder.pad_id)
