@@ -1,9 +1,10 @@
-"""A framework-free reader of the model-folder format: BERT's forward pass in numpy (float64).
+"""A framework-free reader of the model-folder format: the encoder's forward pass in numpy (float64).
 
 Every backend saves ``config.json`` + ``model.safetensors`` under Hugging Face names
-(``BertForSequenceClassification`` / ``BertForQuestionAnswering``); this computes what
-transformers' models compute from such a folder in evaluation mode (absolute positions, erf
-GELU, LayerNorm, masked softmax attention), with numpy and safetensors only. It is the second,
+(``BertForSequenceClassification``, ``DistilBertForQuestionAnswering``, ``RobertaFor...``, see
+:mod:`.architectures`); this computes what transformers' models compute from such a folder in
+evaluation mode (absolute positions, numbered from the padding id for RoBERTa; erf GELU,
+LayerNorm, masked softmax attention), with numpy and safetensors only. It is the second,
 independent opinion on a saved folder: the conformance suite (:mod:`bertbridge.testing.reference`)
 and the cross-framework check every training run records in its model card
 (:mod:`bertbridge.core.reports.check`) compare a backend's logits with it.
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
+
+from bertbridge.core.io.architectures import architecture
 
 PathLike = Union[str, Path]
 
@@ -43,20 +46,27 @@ def _activation(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def read_artifact(folder: PathLike) -> tuple[dict, dict[str, np.ndarray]]:
-    """``config.json`` and the weights of a BERT folder as float64 arrays, under
-    ``BertFor...`` names (a bare ``BertModel`` checkpoint gets the ``bert.`` prefix)."""
+    """The canonical config (:meth:`~.architectures.Architecture.encoder_config`) and the weights of
+    a model folder as float64 arrays under canonical (``BertFor...``) names."""
     from safetensors.numpy import load_file
 
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    arch = architecture(raw.get("model_type"), where=str(folder / "config.json"))
     state = {}
     for name, value in load_file(str(folder / "model.safetensors")).items():
-        if name.endswith(_BUFFERS):
-            continue
-        if name.startswith(("embeddings.", "encoder.", "pooler.")):
-            name = "bert." + name
-        state[name] = value.astype(np.float64)
-    return config, state
+        canonical = arch.to_canonical(name)
+        if canonical is not None:
+            state[canonical] = value.astype(np.float64)
+    return arch.encoder_config(raw), state
+
+
+def position_ids(mask: np.ndarray, offset: Optional[int]) -> np.ndarray:
+    """Position ids of a right-padded batch: 0..T-1, or (``offset`` = pad id + 1, RoBERTa) real tokens
+    from ``offset`` and padding at ``offset - 1``."""
+    b, t = mask.shape
+    steps = np.broadcast_to(np.arange(t), (b, t))
+    return steps if offset is None else np.where(mask > 0, steps + offset, offset - 1)
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
@@ -70,16 +80,16 @@ def _dense(x: np.ndarray, s: Mapping[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def encoder(config: Mapping, state: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray]) -> np.ndarray:
-    """BERT's last hidden states (B, T, H), float64, evaluation mode."""
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError("reference BERT: only absolute position embeddings are implemented")
+    """The encoder's last hidden states (B, T, H), float64, evaluation mode; ``config`` is the
+    canonical one :func:`read_artifact` returns."""
     ids, types, mask = (np.asarray(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask"))
-    eps = float(config.get("layer_norm_eps", 1e-12))
+    eps = float(config["layer_norm_eps"])
     heads = int(config["num_attention_heads"])
     b, t = ids.shape
     e = "bert.embeddings."
-    x = state[e + "word_embeddings.weight"][ids] + state[e + "position_embeddings.weight"][np.arange(t)][None] \
-        + state[e + "token_type_embeddings.weight"][types]
+    x = state[e + "word_embeddings.weight"][ids] + state[e + "position_embeddings.weight"][position_ids(mask, config["position_offset"])]
+    if config["token_types"]:
+        x = x + state[e + "token_type_embeddings.weight"][types]
     x = _layer_norm(x, state[e + "LayerNorm.weight"], state[e + "LayerNorm.bias"], eps)
     blocked = np.where(mask[:, None, None, :] > 0, 0.0, -np.inf)  # (B, 1, 1, T): padding keys get no attention
     for i in range(int(config["num_hidden_layers"])):
@@ -95,19 +105,20 @@ def encoder(config: Mapping, state: Mapping[str, np.ndarray], batch: Mapping[str
         context = context.transpose(0, 2, 1, 3).reshape(b, t, -1)
         x = _layer_norm(_dense(context, state, p + "attention.output.dense") + x,
                         state[p + "attention.output.LayerNorm.weight"], state[p + "attention.output.LayerNorm.bias"], eps)
-        inner = _activation(config.get("hidden_act", "gelu"), _dense(x, state, p + "intermediate.dense"))
+        inner = _activation(config["hidden_act"], _dense(x, state, p + "intermediate.dense"))
         x = _layer_norm(_dense(inner, state, p + "output.dense") + x,
                         state[p + "output.LayerNorm.weight"], state[p + "output.LayerNorm.bias"], eps)
     return x
 
 
 def logits(folder: PathLike, batch: Mapping[str, np.ndarray], head: str = "sequence") -> np.ndarray:
-    """What transformers' ``BertForSequenceClassification`` (``head="sequence"``: (B, num_labels)) or
-    ``BertForQuestionAnswering`` (``head="span"``: (B, T, 2), start and end) gives for ``batch``
+    """What transformers' ``...ForSequenceClassification`` (``head="sequence"``: (B, num_labels)) or
+    ``...ForQuestionAnswering`` (``head="span"``: (B, T, 2), start and end) gives for ``batch``
     with the artifact in ``folder``, computed in float64."""
     config, state = read_artifact(folder)
     hidden = encoder(config, state, batch)
     if head == "span":
         return _dense(hidden, state, "qa_outputs")
-    pooled = np.tanh(_dense(hidden[:, 0], state, "bert.pooler.dense"))
+    first = _dense(hidden[:, 0], state, "bert.pooler.dense")  # BERT's pooler, DistilBERT's pre_classifier, RoBERTa's classifier.dense
+    pooled = np.tanh(first) if config["pooler_activation"] == "tanh" else np.maximum(first, 0.0)
     return _dense(pooled, state, "classifier")

@@ -1,34 +1,35 @@
-"""BERT checkpoints as numpy, in Hugging Face PyTorch naming and layout.
+"""Encoder checkpoints as numpy, in canonical (BERT) naming and Hugging Face layout.
 
-Every backend's artifact is the same ``config.json`` + ``model.safetensors``
-(``BertForSequenceClassification`` names, or ``BertForQuestionAnswering``'s for the
-``span`` head: ``bert.*`` without a pooler + ``qa_outputs.*``; Linear weights as ``[out, in]``), so
-an artifact trained on one framework opens on any other. Backends that do not
-use ``transformers`` (TensorFlow, MXNet) read and write it through here.
+Every backend's artifact is the same ``config.json`` + ``model.safetensors`` that transformers
+writes for the architecture (``BertForSequenceClassification``, ``DistilBertForQuestionAnswering``,
+``RobertaForSequenceClassification``, ...; Linear weights as ``[out, in]``), so an artifact trained
+on one framework opens on any other and in transformers. Backends that do not use
+``transformers`` (TensorFlow, MXNet) read and write it through here: on read, weights are renamed
+to canonical names and the config gets its canonical view (:mod:`.architectures`); on write, the
+names go back to the architecture's own.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import numpy as np
 
 from bertbridge.core.errors import ArtifactError, NotSupportedError
+from bertbridge.core.io.architectures import Architecture, architecture, encoder_weights
 from bertbridge.core.io.artifacts import WEIGHTS_NAME, check_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from bertbridge.core.backend import ModelSetup
 
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
-_IGNORED_SUFFIXES = ("position_ids",)  # buffers some checkpoints carry
-_ENCODER_PARTS = ("embeddings.", "encoder.", "pooler.")
-_HEADS = ("classifier.", "qa_outputs.")
+_HEADS = ("classifier.", "qa_outputs.")  # canonical names of the layers a fresh head replaces
 
 
-def read_config(folder: Path) -> dict:
-    """``config.json`` of a BERT folder, checked for what the built-in encoders implement."""
+def read_raw_config(folder: Path) -> dict:
+    """``config.json`` of a model folder, as written."""
     path = Path(folder) / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -36,29 +37,48 @@ def read_config(folder: Path) -> dict:
         raise ArtifactError(f"{folder}: no config.json; a model folder needs its Hugging Face config.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc}).") from None
-    model_type = config.get("model_type")
-    if model_type != "bert":
-        raise NotSupportedError(
-            f"{path}: model_type {model_type!r}; this backend implements BERT encoders (model_type 'bert') only. "
-            "Use the pytorch backend for other architectures."
-        )
-    if config.get("hidden_act", "gelu") not in SUPPORTED_ACTIVATIONS:
-        raise NotSupportedError(f"{path}: hidden_act {config.get('hidden_act')!r} is not one of {', '.join(SUPPORTED_ACTIVATIONS)}.")
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise NotSupportedError(f"{path}: position_embedding_type {config['position_embedding_type']!r}; only 'absolute' is implemented.")
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: not a JSON object; a model folder needs its Hugging Face config.")
     return config
+
+
+def folder_architecture(folder: Path, supported: Optional[tuple[str, ...]] = None, backend: Optional[str] = None) -> Architecture:
+    """The :class:`~.architectures.Architecture` of a model folder (NotSupportedError naming what
+    ``backend`` supports otherwise)."""
+    return architecture(read_raw_config(folder).get("model_type"), supported=supported,
+                        where=str(Path(folder) / "config.json"), backend=backend)
+
+
+def read_config(folder: Path, supported: Optional[tuple[str, ...]] = None, backend: Optional[str] = None) -> tuple[dict, dict]:
+    """``(canonical encoder config, config.json as written)`` of a model folder, checked for what the
+    built-in encoders implement."""
+    path = Path(folder) / "config.json"
+    raw = read_raw_config(folder)
+    arch = architecture(raw.get("model_type"), supported=supported, where=str(path), backend=backend)
+    config = arch.encoder_config(raw)
+    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                           "max_position_embeddings", "vocab_size") if k not in config]
+    if missing:
+        own = [arch.config_keys.get(k, k) for k in missing]
+        raise ArtifactError(f"{path}: missing {', '.join(own)}; the folder's config.json is incomplete.")
+    if config["hidden_act"] not in SUPPORTED_ACTIVATIONS:
+        raise NotSupportedError(f"{path}: hidden_act {config['hidden_act']!r} is not one of {', '.join(SUPPORTED_ACTIVATIONS)}.")
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        raise NotSupportedError(f"{path}: position_embedding_type {raw['position_embedding_type']!r}; only 'absolute' is implemented.")
+    return config, raw
 
 
 def classification_config(base: Mapping, setup: ModelSetup) -> dict:
     """The ``config.json`` of a sequence classifier (or, for the span head, a question-answering
-    model) built on ``base`` (what transformers writes)."""
+    model) built on ``base`` (``config.json`` as written; what transformers writes)."""
+    classes = architecture(base.get("model_type")).classes
     config = {k: v for k, v in base.items() if k not in ("id2label", "label2id", "num_labels", "_name_or_path", "problem_type")}
     if setup.head == "span":
-        config.update(architectures=["BertForQuestionAnswering"], id2label={"0": "LABEL_0", "1": "LABEL_1"},
+        config.update(architectures=[classes["span"]], id2label={"0": "LABEL_0", "1": "LABEL_1"},
                       label2id={"LABEL_0": 0, "LABEL_1": 1})
         return config
     config.update(
-        architectures=["BertForSequenceClassification"],
+        architectures=[classes["sequence"]],
         id2label={str(i): label for i, label in setup.id2label.items()},
         label2id={label: int(i) for i, label in setup.id2label.items()},
         problem_type="multi_label_classification" if setup.multi_label else "single_label_classification",
@@ -66,12 +86,16 @@ def classification_config(base: Mapping, setup: ModelSetup) -> dict:
     return config
 
 
-def load_state(folder: Path) -> dict[str, np.ndarray]:
-    """Weights of a folder as float32 numpy arrays under ``BertForSequenceClassification`` names
-    (a bare ``BertModel`` checkpoint gets the ``bert.`` prefix). Only the encoder, pooler and
-    classifier are kept: pre-training heads (``cls.*``) and buffers are dropped."""
+def load_state(folder: Path, config: Optional[Mapping] = None) -> dict[str, np.ndarray]:
+    """Weights of a folder as float32 numpy arrays under canonical names (a bare encoder
+    checkpoint's too). Only the encoder and the task heads are kept: pre-training heads (``cls.*``,
+    ``vocab_*``), buffers and RoBERTa's unused pooler are dropped. ``config`` (the canonical one,
+    read from the folder when None) says which encoder tensors must be there."""
     from safetensors.numpy import load_file
 
+    if config is None:
+        config, _ = read_config(folder)
+    arch = architecture(config["model_type"])
     path = check_weights(folder)
     try:
         raw = load_file(str(path))
@@ -79,23 +103,27 @@ def load_state(folder: Path) -> dict[str, np.ndarray]:
         raise ArtifactError(f"{path}: unreadable safetensors file ({exc}). The folder is damaged; retrain or restore it.") from None
     state = {}
     for name, value in raw.items():
-        if name.endswith(_IGNORED_SUFFIXES):
-            continue
-        if name.startswith(_ENCODER_PARTS):
-            name = "bert." + name
-        if name.startswith(_HEADS) or (name.startswith("bert.") and name[5:].startswith(_ENCODER_PARTS)):
-            state[name] = np.asarray(value, dtype=np.float32)
-    if not any(k.startswith("bert.encoder.") for k in state):
-        raise ArtifactError(f"{path}: no BERT encoder weights (bert.encoder.* or encoder.*); this is not a BERT checkpoint.")
+        canonical = arch.to_canonical(name)
+        if canonical is not None:
+            state[canonical] = np.asarray(value, dtype=np.float32)
+    missing = [n for n in encoder_weights(config) if n not in state]
+    if missing:
+        raise ArtifactError(
+            f"{path}: {len(missing)} {arch.name} encoder weight(s) missing, e.g. {arch.from_canonical(missing[0])} "
+            f"(config.json says model_type {arch.name!r} with {config['num_hidden_layers']} layers). "
+            "This is not a complete checkpoint of that architecture; retrain or restore the folder."
+        )
     return state
 
 
 def save_state(directory: Path, config: Mapping, state: Mapping[str, np.ndarray]) -> None:
-    """Write ``config.json`` and ``model.safetensors`` (PyTorch format marker, so transformers reads it)."""
+    """Write ``config.json`` (as written: ``config``) and ``model.safetensors`` under the
+    architecture's own names (PyTorch format marker, so transformers reads it)."""
     from safetensors.numpy import save_file
 
+    arch = architecture(config.get("model_type"))
     (Path(directory) / "config.json").write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
+    arrays = {arch.from_canonical(k): np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
     save_file(arrays, str(Path(directory) / WEIGHTS_NAME), metadata={"format": "pt"})
 
 
@@ -120,21 +148,23 @@ def init_head(state: dict[str, np.ndarray], config: Mapping, num_labels: int, se
     return out
 
 
-def pretrained_classifier(folder: Path, setup: ModelSetup) -> tuple[dict, dict[str, np.ndarray], dict]:
-    """``(base config, weights with a fresh head, classifier config.json)`` of a pretrained folder:
-    what a backend without ``transformers`` starts fine-tuning from."""
-    base = read_config(folder)
-    state = init_head(load_state(folder), base, setup.num_labels, setup.seed, setup.head)
-    return base, state, classification_config(base, setup)
+def pretrained_classifier(folder: Path, setup: ModelSetup, supported: Optional[tuple[str, ...]] = None,
+                          backend: Optional[str] = None) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """``(canonical config, weights with a fresh head, classifier config.json)`` of a pretrained
+    folder: what a backend without ``transformers`` starts fine-tuning from."""
+    config, raw = read_config(folder, supported, backend)
+    state = init_head(load_state(folder, config), config, setup.num_labels, setup.seed, setup.head)
+    return config, state, classification_config(raw, setup)
 
 
-def saved_classifier(folder: Path, num_labels: int, head: str = "sequence") -> tuple[dict, dict[str, np.ndarray]]:
-    """``(config, weights)`` of a saved model folder, its head checked against the label count
-    (``sequence``) or for ``qa_outputs`` (``span``)."""
-    config = read_config(folder)
-    state = load_state(folder)
+def saved_classifier(folder: Path, num_labels: int, head: str = "sequence", supported: Optional[tuple[str, ...]] = None,
+                     backend: Optional[str] = None) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """``(canonical config, weights, config.json as written)`` of a saved model folder, its head
+    checked against the label count (``sequence``) or for ``qa_outputs`` (``span``)."""
+    config, raw = read_config(folder, supported, backend)
+    state = load_state(folder, config)
     check_head(state, num_labels, folder, head)
-    return config, state
+    return config, state, raw
 
 
 def check_head(state: Mapping[str, np.ndarray], num_labels: int, folder: Path, head: str = "sequence") -> None:
@@ -151,3 +181,7 @@ def check_head(state: Mapping[str, np.ndarray], num_labels: int, folder: Path, h
             f"{folder}: model.safetensors has {found}, but bertbridge.json lists {num_labels} labels. "
             "The folder is inconsistent; retrain or restore it."
         )
+    if "bert.pooler.dense.weight" not in state:
+        raise ArtifactError(f"{folder}: model.safetensors has no first dense layer of a classification head (pooler, "
+                            "pre_classifier or classifier.dense), but bertbridge.json says it is a classifier. "
+                            "The folder is inconsistent; retrain or restore it.")

@@ -103,7 +103,7 @@ class TextEncoder:
         lowercase = config.get("do_lower_case")
         if lowercase is None:
             lowercase = _normalizer_lowercases(tokenizer)
-        limits = [v for v in (model_config.get("max_position_embeddings"), config.get("model_max_length")) if isinstance(v, int)]
+        limits = [v for v in (_positions(model_config), config.get("model_max_length")) if isinstance(v, int)]
         pad_token = config.get("pad_token", "[PAD]")
         if isinstance(pad_token, dict):
             pad_token = pad_token.get("content", "[PAD]")
@@ -208,6 +208,18 @@ class TextEncoder:
 
 def _read_json(path: Path) -> dict:
     return read_json_object(path, ModelNotFoundError, "the model folder is damaged.")
+
+
+def _positions(model_config: dict):
+    """How many tokens the model's position table numbers: ``max_position_embeddings``, less the rows
+    RoBERTa-style numbering skips (it starts at ``pad_token_id + 1``)."""
+    from bertbridge.core.io.architectures import ARCHITECTURES
+
+    table = model_config.get("max_position_embeddings")
+    arch = ARCHITECTURES.get(model_config.get("model_type"))
+    if not isinstance(table, int) or arch is None or not arch.positions_from_padding:
+        return table
+    return table - int(model_config.get("pad_token_id") or 0) - 1
 
 
 def _normalizer_lowercases(tokenizer) -> bool:
