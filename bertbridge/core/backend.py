@@ -33,6 +33,7 @@ from bertbridge.core.errors import BackendUnavailableError, NotSupportedError
 
 if TYPE_CHECKING:
     from bertbridge.core.distributed.collective import Cluster, Collective, Proc
+    from bertbridge.core.io.architectures import Architecture
 
 Batch = Mapping[str, np.ndarray]
 """A batch: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, shape
@@ -91,6 +92,8 @@ class BackendStatus:
     tasks: tuple[str, ...]
     python: Optional[str] = None
     """The interpreter the backend runs in when it is reached by forwarding (``BERTBRIDGE_<NAME>_PYTHON``)."""
+    architectures: tuple[str, ...] = ()
+    """The ``model_type`` values the backend builds (:attr:`Backend.architectures`)."""
 
 
 NO_GRADIENTS = ("does not give gradients for token attributions: pass --backend with one that does (pytorch or "
@@ -202,6 +205,10 @@ class Backend:
     """Model heads this backend builds (``sequence``, ``span``: see :class:`ModelSetup`). It can also
     train and serve any registered task whose :attr:`~bertbridge.core.task.Task.head` is among them,
     third-party tasks included."""
+    architectures: ClassVar[tuple[str, ...]] = ()
+    """Encoder architectures this backend builds, as ``config.json``'s ``model_type`` names them
+    (``bert``, ``distilbert``, ``roberta``, ``xlm-roberta``: :mod:`bertbridge.core.io.architectures`).
+    A model folder of another is refused by :meth:`check_architecture`, with this list."""
     trains: ClassVar[bool] = True
     """False for inference-only backends (they load exports); training with one is refused up front."""
     exports: ClassVar[tuple[str, ...]] = ()
@@ -269,7 +276,7 @@ class Backend:
             detail = "framework installed; no task implemented yet"
         else:
             detail = "ok"
-        return BackendStatus(self.name, not missing, version, detail, tuple(self.tasks))
+        return BackendStatus(self.name, not missing, version, detail, tuple(self.tasks), architectures=tuple(self.architectures))
 
     def framework_version(self) -> Optional[str]:
         for dist in self.distributions:
@@ -303,6 +310,13 @@ class Backend:
                 f"backend {self.name!r} cannot do {task_type!r} yet ({can}). "
                 f"Choose another backend (bertbridge backends lists them) or set backend: pytorch in the spec."
             )
+
+    def check_architecture(self, folder: Path) -> "Architecture":
+        """The architecture of the model folder ``folder``; NotSupportedError naming the folder's
+        ``model_type`` and listing :attr:`architectures` when this backend does not build it."""
+        from bertbridge.core.io.weights import folder_architecture
+
+        return folder_architecture(folder, tuple(self.architectures), self.name)
 
     # -- the framework part: override both for every task in ``tasks`` --------
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:

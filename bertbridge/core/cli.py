@@ -395,16 +395,17 @@ def _backends(args) -> int:
     if args.json:
         print(json.dumps(
             [{"name": s.name, "available": s.available, "version": s.version, "detail": s.detail, "tasks": list(s.tasks),
-              "python": s.python} for s in statuses]
-            + [{"name": b.name, "available": False, "version": None, "detail": f"plugin failed to load: {b.error}", "tasks": []} for b in broken],
+              "architectures": list(s.architectures), "python": s.python} for s in statuses]
+            + [{"name": b.name, "available": False, "version": None, "detail": f"plugin failed to load: {b.error}", "tasks": [],
+                "architectures": []} for b in broken],
             indent=2,
         ))
         return 0
-    print(f"{'backend':<12} {'available':<10} {'version':<12} detail")
+    print(f"{'backend':<12} {'available':<10} {'version':<12} {'architectures':<36} detail")
     for s in statuses:
-        print(f"{s.name:<12} {'yes' if s.available else 'no':<10} {s.version or '-':<12} {s.detail}")
+        print(f"{s.name:<12} {'yes' if s.available else 'no':<10} {s.version or '-':<12} {', '.join(s.architectures) or '-':<36} {s.detail}")
     for b in broken:
-        print(f"{b.name:<12} {'no':<10} {'-':<12} plugin {b.value} failed to load: {b.error}")
+        print(f"{b.name:<12} {'no':<10} {'-':<12} {'-':<36} plugin {b.value} failed to load: {b.error}")
     return 0
 
 

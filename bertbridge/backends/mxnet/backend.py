@@ -22,6 +22,7 @@ class MXNetBackend(Backend):
     distributions = ("mxnet", "mxnet-mkl")
     tasks = ("text_classification", "question_answering")
     heads = ("sequence", "span")
+    architectures = ("bert", "distilbert", "roberta", "xlm-roberta")
     exports = ("mxnet-symbol",)
     debugger = True
     sagemaker_image = {}  # SageMaker's newest MXNet images (1.9) have Python 3.8
@@ -45,11 +46,13 @@ class MXNetBackend(Backend):
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
         from .model import MXClassifier
 
+        self.check_architecture(pretrained_dir)
         return MXClassifier.from_pretrained(pretrained_dir, setup)
 
     def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
         from .model import MXClassifier
 
+        self.check_architecture(artifact_dir)
         return MXClassifier.from_artifact(artifact_dir, setup)
 
     def launched_by_engine(self, environ: Mapping[str, str]) -> bool:

@@ -85,9 +85,9 @@ class SmdebugSession(DebugSession):
         logging.getLogger("smdebug").setLevel(logging.WARNING)
         self.model, self.probe_data, self.config = model, probe, config
         self.num_layers, self.num_heads = model.block.num_layers, model.block.num_heads
-        units = int(model.config["hidden_size"])
+        units = int(model.block.config["hidden_size"])
         # The probe: the same parameters (shared by name), never hybridized, so child hooks fire.
-        twin = BertClassifier(model.config, model.setup.num_labels, params=model.block.collect_params())
+        twin = BertClassifier(model.block.config, model.setup.num_labels, params=model.block.collect_params())
         self.probe = _AttentionProbe(twin, units)
         save = smd.SaveConfig(mode_save_configs={
             ModeKeys.TRAIN: SaveConfigMode(save_interval=1),

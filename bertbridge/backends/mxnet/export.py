@@ -47,7 +47,7 @@ def load_symbol(folder: Path):
 
 def export_symbol(artifact_dir: Path, out_dir: Path, setup: ModelSetup) -> Path:
     clf = MXClassifier.from_artifact(Path(artifact_dir), setup)
-    vocab = int(clf.config["vocab_size"])
+    vocab = int(clf.block.config["vocab_size"])
     clf.logits(_sample(2, 16, vocab, 0))  # builds the cached graph that export writes
     with atomic_directory(Path(out_dir)) as staging:
         copy_files(Path(artifact_dir), staging)

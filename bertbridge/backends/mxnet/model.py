@@ -39,7 +39,7 @@ class MXClassifier(TrainableModel):
 
     def __init__(self, block: BertClassifier, config: dict, setup: ModelSetup, ctx=None) -> None:
         self.block = block
-        self.config = config
+        self.config = config  # config.json as it is saved (block.config: the canonical view)
         self.setup = setup
         self.ctx = ctx or mx.cpu()
         self.params = block.structural_params()
@@ -75,10 +75,10 @@ class MXClassifier(TrainableModel):
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup) -> "MXClassifier":
-        config, state = saved_classifier(folder, setup.num_labels, head=setup.head)
+        config, state, written = saved_classifier(folder, setup.num_labels, head=setup.head)
         block = BertClassifier(config, setup.num_labels, head=setup.head)
         block.load_hf(state, mx.cpu())
-        return cls(block, config, setup)
+        return cls(block, written, setup)
 
     # -- helpers ------------------------------------------------------------
     def _inputs(self, batch: Batch):
@@ -186,10 +186,8 @@ class MXClassifier(TrainableModel):
 
     def training_state(self) -> dict[str, np.ndarray]:
         state = {f"model.{k}": v for k, v in self.snapshot().items()}
-        from .bert import gluon_to_hf
-
         for name, (m, v) in self._slots.items():
-            hf = gluon_to_hf(name, self.block.num_layers)
+            hf = self.block.hf_name(name)
             state[f"adamw.{hf}.exp_avg"] = m.asnumpy()
             state[f"adamw.{hf}.exp_avg_sq"] = v.asnumpy()
         if self._slots:
@@ -198,13 +196,11 @@ class MXClassifier(TrainableModel):
         return state
 
     def load_training_state(self, state: Mapping[str, np.ndarray]) -> None:
-        from .bert import gluon_to_hf
-
         self.restore({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
         if "adamw.t" in state:
             self._ensure_slots()
             for name, (m, v) in self._slots.items():
-                hf = gluon_to_hf(name, self.block.num_layers)
+                hf = self.block.hf_name(name)
                 m[:] = nd.array(state[f"adamw.{hf}.exp_avg"], ctx=self.ctx)
                 v[:] = nd.array(state[f"adamw.{hf}.exp_avg_sq"], ctx=self.ctx)
             self._t = int(state["adamw.t"][0])

@@ -26,13 +26,15 @@ class OnnxClassifier(InferenceModel):
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = list(EXPORT_OUTPUTS[head])
+        # the graph's inputs: ONNX drops one the model never reads (token_type_ids of DistilBERT)
+        self.inputs = [i.name for i in self.session.get_inputs() if i.name in INPUTS]
         found = [o.name for o in self.session.get_outputs()]
         if not set(self.outputs) <= set(found):
             raise ArtifactError(f"{path}: outputs {found}, but a {head!r}-head model needs {self.outputs}. "
                                 "The export does not belong to this model folder; export it again with bertbridge export.")
 
     def logits(self, batch: Batch) -> np.ndarray:
-        out = self.session.run(self.outputs, {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in INPUTS})
+        out = self.session.run(self.outputs, {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in self.inputs})
         return out[0] if len(out) == 1 else np.stack(out, axis=-1)
 
     def save(self, directory: Path) -> None:

@@ -79,8 +79,12 @@ def _drop_unreferenced_weights(path: Path) -> None:
 
 
 def _config(folder: Path) -> dict[str, Any]:
-    """The folder's ``config.json``: attention heads and hidden size for the fusions, the vocabulary for the check."""
-    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    """The folder's ``config.json`` in its canonical view (BERT's keys, whatever the architecture):
+    attention heads and hidden size for the fusions, the vocabulary for the check."""
+    from bertbridge.core.io.architectures import architecture
+
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return architecture(raw.get("model_type")).encoder_config(raw)
 
 
 def _optimize(src: Path, dst: Path, config: dict[str, Any]) -> dict[str, int]:
@@ -115,7 +119,7 @@ def _check_same(plain: Path, optimized: Path, vocab: int) -> None:
     mask = np.ones_like(ids)
     mask[1, 9:] = 0
     feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-    want, got = (s.run(None, feed) for s in sessions)
+    want, got = (s.run(None, {i.name: feed[i.name] for i in s.get_inputs()}) for s in sessions)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(want, got))
     if diff > OPTIMIZE_TOLERANCE:
         raise ArtifactError(f"{plain}: the optimized graph differs from the export by {diff:.2e} (> {OPTIMIZE_TOLERANCE}); "

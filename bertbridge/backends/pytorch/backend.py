@@ -15,6 +15,7 @@ class PyTorchBackend(Backend):
     distributions = ("torch",)
     tasks = ("text_classification", "question_answering")
     heads = ("sequence", "span")
+    architectures = ("bert", "distilbert", "roberta", "xlm-roberta")
     exports = ("pt2", "onnx", "torchscript")
     loads_exports = ("pt2",)
     sagemaker_image = {"framework": "pytorch", "version": "2.3", "py_version": "py311"}
@@ -30,12 +31,14 @@ class PyTorchBackend(Backend):
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
         from .model import TorchClassifier
 
+        self.check_architecture(pretrained_dir)
         return TorchClassifier.from_pretrained(pretrained_dir, setup)
 
     def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
         from .model import TorchClassifier, use_threads
 
         use_threads()
+        self.check_architecture(artifact_dir)
         return TorchClassifier.from_artifact(artifact_dir, setup)
 
     def launched_by_engine(self, environ: Mapping[str, str]) -> bool:

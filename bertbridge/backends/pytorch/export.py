@@ -33,7 +33,7 @@ from bertbridge.core.backend import EXPORT_OUTPUTS, Batch, InferenceModel, Model
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError, NotSupportedError
 from bertbridge.core.io.artifacts import atomic_directory, copy_files, record_export
 
-from .model import TorchClassifier, _quiet_transformers
+from .model import TorchClassifier, _quiet_transformers, model_inputs
 
 FILES = {"pt2": "model.pt2", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -47,9 +47,12 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.model = model
         self.outputs = outputs
+        self.token_types = "token_type_ids" in model_inputs(model)
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        """Every export takes the three arrays; an architecture without token types (DistilBERT) ignores the third."""
+        types = {"token_type_ids": token_type_ids} if self.token_types else {}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **types)
         if len(self.outputs) == 1:
             return getattr(out, self.outputs[0])
         return tuple(getattr(out, name) for name in self.outputs)
@@ -154,7 +157,8 @@ def run_export(fmt: str, path: Path):
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda batch: as_logits(session.run(None, {k: batch[k] for k in INPUTS}))
+    names = [i.name for i in session.get_inputs()]  # ONNX drops an input the model never reads (DistilBERT's token types)
+    return lambda batch: as_logits(session.run(None, {k: batch[k] for k in names}))
 
 
 def _verify(fmt: str, path: Path, module: torch.nn.Module, vocab: int) -> None:

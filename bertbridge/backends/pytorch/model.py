@@ -22,6 +22,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
 from bertbridge.core.errors import ArtifactError, NotSupportedError  # noqa: E402
+from bertbridge.core.io.architectures import architecture  # noqa: E402
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
@@ -86,7 +87,19 @@ def _check_supported(folder: Path, config) -> None:
 
 
 _MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "span": AutoModelForQuestionAnswering}
-_HEAD_LAYER = {"sequence": "classifier", "span": "qa_outputs"}
+_HEAD_LAYER = {"sequence": "classifier.weight", "span": "qa_outputs.weight"}  # canonical names of the layer a fresh head resets
+
+
+def _head_layer(model: torch.nn.Module, head: str) -> torch.nn.Module:
+    """The head's last linear layer (``classifier``; RoBERTa's ``classifier.out_proj``; ``qa_outputs``)."""
+    name = architecture(model.config.model_type).from_canonical(_HEAD_LAYER[head])
+    return model.get_submodule(name.rsplit(".", 1)[0])
+
+
+def model_inputs(model: torch.nn.Module) -> tuple[str, ...]:
+    """The batch arrays the model takes: no ``token_type_ids`` for an architecture without token types (DistilBERT)."""
+    config = architecture(model.config.model_type).encoder_config(model.config.to_dict())
+    return _INPUTS if config["token_types"] else _INPUTS[:2]
 
 
 def _load(folder: Path, config, attention: str = "sdpa", head: str = "sequence", **kwargs) -> torch.nn.Module:
@@ -104,7 +117,7 @@ def _load(folder: Path, config, attention: str = "sdpa", head: str = "sequence",
     except (OSError, ValueError, RuntimeError) as exc:
         raise ArtifactError(
             f"{folder}: cannot load the weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            "The folder is damaged or not a BERT checkpoint; retrain or restore it."
+            "The folder is damaged or not a checkpoint of its config.json's model_type; retrain or restore it."
         ) from None
     except Exception as exc:  # safetensors' own error type
         if type(exc).__name__ != "SafetensorError":
@@ -124,6 +137,7 @@ class TorchClassifier(TrainableModel):
         self.device = _device()
         self.model = model.to(self.device)
         self.setup = setup
+        self.inputs = model_inputs(model)
         self._optimizer: Any = None
         self._ddp: Any = None  # DistributedDataParallel wrapper of a data-parallel worker
         self._world_size = 1
@@ -148,7 +162,7 @@ class TorchClassifier(TrainableModel):
             config.problem_type = _problem_type(setup)
         model = _load(folder, config, head=setup.head, ignore_mismatched_sizes=True)
         # Always a fresh head, even when starting from a fine-tuned model (as every backend does).
-        layer = getattr(model, _HEAD_LAYER[setup.head])
+        layer = _head_layer(model, setup.head)
         torch.nn.init.normal_(layer.weight, mean=0.0, std=getattr(config, "initializer_range", 0.02))
         torch.nn.init.zeros_(layer.bias)
         return cls(model, setup)
@@ -170,7 +184,7 @@ class TorchClassifier(TrainableModel):
 
     # -- contract ----------------------------------------------------------
     def _forward(self, batch: Batch, training: bool = False) -> torch.Tensor:
-        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in _INPUTS}
+        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in self.inputs}
         net = self._ddp if training and self._ddp is not None else self.model
         with self._autocast():
             out = net(**inputs)
@@ -191,7 +205,7 @@ class TorchClassifier(TrainableModel):
     def embedding_gradients(self, batch: Batch, embeddings: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.model.eval()
         embeds = torch.tensor(embeddings, dtype=torch.float32, device=self.device, requires_grad=True)
-        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in ("attention_mask", "token_type_ids")}
+        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in self.inputs if k != "input_ids"}
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         for p in trainable:  # only the input's gradient is wanted: keep autograd from saving more for the weights
             p.requires_grad_(False)
@@ -207,7 +221,7 @@ class TorchClassifier(TrainableModel):
 
     def attentions(self, batch: Batch) -> np.ndarray:
         """transformers' ``output_attentions``, from the eager attention (SDPA computes no weights)."""
-        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in _INPUTS}
+        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in self.inputs}
         current = self.model.config._attn_implementation
         self.model.eval()
         try:

@@ -21,6 +21,7 @@ class TensorFlowBackend(Backend):
     distributions = ("tensorflow", "tensorflow-cpu")
     tasks = ("text_classification", "question_answering")
     heads = ("sequence", "span")
+    architectures = ("bert", "distilbert", "roberta", "xlm-roberta")
     exports = ("savedmodel",)
     sagemaker_image = {"framework": "tensorflow", "version": "2.16", "py_version": "py310"}
     distributed_engine = "MultiWorkerMirroredStrategy (collective all-reduce over gRPC), configured by TF_CONFIG"
@@ -28,11 +29,13 @@ class TensorFlowBackend(Backend):
     def create_model(self, pretrained_dir: Path, setup: ModelSetup) -> TrainableModel:
         from .model import TFClassifier
 
+        self.check_architecture(pretrained_dir)
         return TFClassifier.from_pretrained(pretrained_dir, setup)
 
     def load_model(self, artifact_dir: Path, setup: ModelSetup) -> InferenceModel:
         from .model import TFClassifier
 
+        self.check_architecture(artifact_dir)
         return TFClassifier.from_artifact(artifact_dir, setup)
 
     # -- data-parallel training (sagemaker_distribution stays None: the entry point starts

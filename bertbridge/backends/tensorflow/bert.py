@@ -1,9 +1,11 @@
-"""BERT for sequence classification or extractive question answering in plain TensorFlow
-(a ``tf.Module``, no Keras, no transformers).
+"""A BERT-family encoder (BERT, DistilBERT, RoBERTa, XLM-R) for sequence classification or
+extractive question answering in plain TensorFlow (a ``tf.Module``, no Keras, no transformers).
 
-Variables keep Hugging Face PyTorch names and layouts (Linear weights ``[out, in]``,
-applied with ``transpose_b``), so a bertbridge artifact loads and saves without
-any name mapping or transposes, and the numbers match the PyTorch model.
+Variables keep canonical (BERT) Hugging Face PyTorch names and layouts (Linear weights
+``[out, in]``, applied with ``transpose_b``); :mod:`bertbridge.core.io.weights` renames them to
+and from the architecture's own names, and the canonical config
+(:mod:`bertbridge.core.io.architectures`) says where the architectures differ: token types or
+none, position numbering, the head's activation and dropouts. The numbers match transformers'.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ _ACTIVATIONS = {
 
 class BertClassifier(tf.Module):
     """Embeddings, ``num_hidden_layers`` post-LayerNorm encoder blocks, then the head:
-    ``sequence``: tanh pooler on [CLS] and a linear classifier (``BertForSequenceClassification``),
-    logits (B, num_labels); ``span``: ``qa_outputs`` on every token (``BertForQuestionAnswering``,
-    no pooler), logits (B, T, 2) = start and end."""
+    ``sequence``: a dense layer on the first token (BERT's tanh pooler, DistilBERT's relu
+    ``pre_classifier``, RoBERTa's tanh ``classifier.dense``) and a linear classifier, logits
+    (B, num_labels); ``span``: ``qa_outputs`` on every token (no pooler), logits (B, T, 2) = start
+    and end. ``config`` is the canonical one (:meth:`~bertbridge.core.io.architectures.Architecture.encoder_config`)."""
 
     def __init__(
         self, config: Mapping, state: Mapping[str, np.ndarray], *, seed: int = 0, bf16: bool = False, head: str = "sequence"
@@ -42,12 +45,17 @@ class BertClassifier(tf.Module):
         self.num_layers = int(config["num_hidden_layers"])
         self.num_heads = int(config["num_attention_heads"])
         self.hidden = int(config["hidden_size"])
-        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.eps = float(config["layer_norm_eps"])
         self.hidden_dropout = float(config.get("hidden_dropout_prob", 0.1))
         self.attention_dropout = float(config.get("attention_probs_dropout_prob", 0.1))
-        classifier_dropout = config.get("classifier_dropout")
-        self.classifier_dropout = float(self.hidden_dropout if classifier_dropout is None else classifier_dropout)
-        self.act = _ACTIVATIONS[config.get("hidden_act", "gelu")]
+        self.output_dropout = self.hidden_dropout if config["attention_output_dropout"] else 0.0
+        self.classifier_dropout = float(config["classifier_dropout"])
+        self.span_dropout = float(config["span_dropout"])
+        self.act = _ACTIVATIONS[config["hidden_act"]]
+        self.pooler_act = tf.tanh if config["pooler_activation"] == "tanh" else tf.nn.relu
+        self.dropout_before_pooler = bool(config["dropout_before_pooler"])
+        self.token_types = bool(config["token_types"])
+        self.position_offset = config["position_offset"]
         pad = config.get("pad_token_id", 0)
         self.pad_token_id = None if pad is None else int(pad)
         self.compute_dtype = tf.bfloat16 if bf16 else tf.float32
@@ -93,7 +101,7 @@ class BertClassifier(tf.Module):
         if probes is not None:
             probes.append(probs)
         context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [batch, length, self.hidden])
-        out = self._dropout(self._dense(context, prefix + ".output.dense"), self.hidden_dropout, training)
+        out = self._dropout(self._dense(context, prefix + ".output.dense"), self.output_dropout, training)
         return self._layer_norm(out + h, prefix + ".output.LayerNorm")
 
     def _word_embeddings(self, input_ids: tf.Tensor) -> tf.Tensor:
@@ -103,6 +111,19 @@ class BertClassifier(tf.Module):
         if self.pad_token_id is None:
             return emb
         return tf.where((input_ids == self.pad_token_id)[..., None], tf.stop_gradient(emb), emb)
+
+    def _position_embeddings(self, attention_mask: tf.Tensor) -> tf.Tensor:
+        """(1, T, H) for positions 0..T-1; or (B, T, H) numbered from ``pad_token_id + 1`` with padding
+        at ``pad_token_id`` (RoBERTa's numbering of a right-padded batch), where, like
+        ``nn.Embedding(padding_idx=pad_token_id)``, the padding row gets no gradient."""
+        table = self._w("bert.embeddings.position_embeddings.weight")
+        steps = tf.range(tf.shape(attention_mask)[1], dtype=tf.int64)
+        if self.position_offset is None:
+            return tf.gather(table, steps)[None]
+        real = attention_mask > 0
+        ids = tf.where(real, steps[None] + self.position_offset, tf.cast(self.position_offset - 1, tf.int64))
+        emb = tf.gather(table, ids)
+        return tf.where(real[..., None], emb, tf.stop_gradient(emb))
 
     # -- the model ----------------------------------------------------------
     def __call__(
@@ -116,13 +137,10 @@ class BertClassifier(tf.Module):
     ) -> tf.Tensor:
         """Logits; with ``probes`` (a list, eager mode) each layer's attention weights (B, heads, T, T)
         are appended to it; ``word_embeddings`` (B, T, hidden) replaces the lookup of ``input_ids``."""
-        length = tf.shape(input_ids)[1]
         e = "bert.embeddings."
-        h = (
-            (self._word_embeddings(input_ids) if word_embeddings is None else word_embeddings)
-            + tf.gather(self._w(e + "position_embeddings.weight"), tf.range(length))[None]
-            + tf.gather(self._w(e + "token_type_embeddings.weight"), token_type_ids)
-        )
+        h = (self._word_embeddings(input_ids) if word_embeddings is None else word_embeddings) + self._position_embeddings(attention_mask)
+        if self.token_types:
+            h = h + tf.gather(self._w(e + "token_type_embeddings.weight"), token_type_ids)
         h = self._dropout(self._layer_norm(h, e + "LayerNorm"), self.hidden_dropout, training)
         mask_add = (1.0 - tf.cast(attention_mask, tf.float32))[:, None, None, :] * -1e9
         for i in range(self.num_layers):
@@ -132,8 +150,11 @@ class BertClassifier(tf.Module):
             out = self._dropout(self._dense(inter, p + "output.dense"), self.hidden_dropout, training)
             h = self._layer_norm(out + h, p + "output.LayerNorm")
         if self.head == "span":  # (B, T, 2) start/end logits, float32 (as _dense returns)
-            return self._dense(h, "qa_outputs")
-        pooled = tf.tanh(self._dense(h[:, 0], "bert.pooler.dense"))
+            return self._dense(self._dropout(h, self.span_dropout, training), "qa_outputs")
+        first = h[:, 0]
+        if self.dropout_before_pooler:
+            first = self._dropout(first, self.classifier_dropout, training)
+        pooled = self.pooler_act(self._dense(first, "bert.pooler.dense"))
         pooled = self._dropout(pooled, self.classifier_dropout, training)
         return self._dense(pooled, "classifier")
 

@@ -26,7 +26,7 @@ class TFClassifier(TrainableModel):
 
     def __init__(self, module: BertClassifier, config: dict, setup: ModelSetup) -> None:
         self.module = module
-        self.config = config
+        self.config = config  # config.json as it is saved
         self.setup = setup
         self.variables = list(module.weights.values())
         self._decay = module.decay_mask
@@ -52,8 +52,8 @@ class TFClassifier(TrainableModel):
 
     @classmethod
     def from_artifact(cls, folder: Path, setup: ModelSetup) -> "TFClassifier":
-        config, state = saved_classifier(folder, setup.num_labels, head=setup.head)
-        return cls(BertClassifier(config, state, head=setup.head), config, setup)
+        config, state, written = saved_classifier(folder, setup.num_labels, head=setup.head)
+        return cls(BertClassifier(config, state, head=setup.head), written, setup)
 
     # -- graphs -------------------------------------------------------------
     def _build_slots(self) -> None:
