@@ -41,18 +41,19 @@ print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {{"torch", "t
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-def test_non_bert_checkpoints_are_refused_clearly(tmp_path, tokenizer_dir):
+def test_unsupported_architectures_are_refused_clearly(tmp_path, tokenizer_dir):
     import shutil
 
     from bertbridge.core.errors import NotSupportedError
 
-    folder = tmp_path / "roberta"
+    folder = tmp_path / "electra"
     shutil.copytree(tokenizer_dir, folder)
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "electra"}))
     (folder / "model.safetensors").write_bytes(b"")
     setup = ModelSetup(num_labels=2, multi_label=False, id2label={0: "a", 1: "b"}, seed=0)
-    with pytest.raises(NotSupportedError, match="model_type 'roberta'; this backend implements BERT encoders"):
+    with pytest.raises(NotSupportedError, match="model_type 'electra' is not supported by the tensorflow backend; "
+                                                "it supports bert, distilbert, roberta, xlm-roberta"):
         backends().get("tensorflow").create_model(folder, setup)
 
 

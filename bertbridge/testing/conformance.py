@@ -27,6 +27,9 @@ What is checked, for ``text_classification`` and (when the backend lists it in `
   elsewhere gives this backend the reference's logits; so does a real pretrained checkpoint (the
   ``minilm`` alias, when installed) saved by this backend;
 * optimizer steps (AdamW, decay, clipping) give the same model as :attr:`reference_trainer`;
+* every architecture the backend lists in ``Backend.architectures`` (DistilBERT, RoBERTa, XLM-R beside
+  BERT) gives the reference's logits for both heads, from a folder under that architecture's own names
+  with a real tokenizer of its kind; one it does not list is refused with a clear error;
 * a question-answering spec runs as a local SageMaker job (``run_local``) whose ``model.tar.gz``
   answers through the serving functions exactly like the job's model folder.
 
@@ -422,3 +425,29 @@ class BackendConformance:
         got = subject.load_model(folder, setup).logits(batch)
         assert got.dtype == np.float32 and got.shape == batch["input_ids"].shape + (2,)
         assert np.abs(got - reference.logits(folder, batch, "span")).max() <= self.logits_atol
+
+    # -- the rest of the BERT family ------------------------------------------------------------
+    @pytest.mark.parametrize("model_type", tuple(tiny.FAMILY))
+    def test_each_listed_architecture_gives_the_reference_logits(self, subject, model_type, tmp_path):
+        """Every architecture in ``Backend.architectures`` besides BERT (a random tiny folder with a real
+        tokenizer of its kind, written with numpy under the architecture's own names) opens with the
+        reference's logits, for each head the backend builds; one it does not list is refused clearly."""
+        base = tiny.write_random_family(tmp_path / "base", model_type)
+        if model_type not in subject.architectures:
+            with pytest.raises(NotSupportedError, match=model_type):
+                subject.load_model(reference.write_artifact(base, tmp_path / "refused"), setup_of_labels(3))
+            return
+        for head in [h for h in ("sequence", "span") if h in subject.heads]:
+            folder = reference.write_artifact(base, tmp_path / head, head=head)
+            setup = ModelSetup(num_labels=2, multi_label=False, id2label=SPAN_LABELS, seed=0, head="span") if head == "span" \
+                else setup_of_labels(3)
+            batch = reference.encode(folder, QUESTIONS, CONTEXTS, max_length=48)
+            got = subject.load_model(folder, setup).logits(batch)
+            diff = float(np.abs(got - reference.logits(folder, batch, head)).max())
+            print(f"{subject.name} {model_type} {head}: max |logits - numpy reference| = {diff:.2e}")
+            assert diff <= self.logits_atol
+
+
+def setup_of_labels(n: int) -> ModelSetup:
+    """A classifier's :class:`ModelSetup` for ``n`` labels named ``a``, ``b``, ..."""
+    return ModelSetup(num_labels=n, multi_label=False, id2label={i: "abcdefgh"[i] for i in range(n)}, seed=0)

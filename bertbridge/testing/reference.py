@@ -22,20 +22,22 @@ import numpy as np
 
 PathLike = Union[str, Path]
 
+from bertbridge.core.io.architectures import architecture  # noqa: E402
 from bertbridge.core.io.numpy_bert import _ACTIVATIONS, _BUFFERS, _activation, _dense, _erf, _layer_norm, encoder, logits, read_artifact  # noqa: F401 (re-exported)
 
 
 def check_layout(folder: PathLike, head: str) -> None:
     """Raise AssertionError unless the folder holds exactly the tensors of a Hugging Face
-    ``BertForSequenceClassification`` (``head="sequence"``) or ``BertForQuestionAnswering``
-    (``head="span"``: no pooler) with this config, as float32 arrays of the right shapes."""
+    ``...ForSequenceClassification`` (``head="sequence"``) or ``...ForQuestionAnswering``
+    (``head="span"``: no pooler) of its architecture and config, as float32 arrays of the right shapes."""
     from safetensors.numpy import load_file
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    arch = architecture(config.get("model_type"))
     raw = {k: v for k, v in load_file(str(folder / "model.safetensors")).items() if not k.endswith(_BUFFERS)}
     n = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
-    want = expected_shapes(config, head, n)
+    want = {arch.from_canonical(k): v for k, v in expected_shapes(arch.encoder_config(config), head, n).items()}
     got = {k: tuple(v.shape) for k, v in raw.items()}
     assert got.keys() == want.keys(), (
         f"{folder}: tensors differ from Hugging Face's layout; missing {sorted(want.keys() - got.keys())}, "
@@ -44,19 +46,20 @@ def check_layout(folder: PathLike, head: str) -> None:
     assert not wrong, f"{folder}: tensor shapes (got, want): {wrong}"
     not_f32 = sorted(k for k, v in raw.items() if v.dtype != np.float32)
     assert not not_f32, f"{folder}: tensors not stored as float32: {not_f32}"
-    arch = "BertForQuestionAnswering" if head == "span" else "BertForSequenceClassification"
-    assert config.get("architectures") == [arch], f"{folder}: config.json architectures {config.get('architectures')}, want [{arch!r}]"
+    cls = arch.classes[head]
+    assert config.get("architectures") == [cls], f"{folder}: config.json architectures {config.get('architectures')}, want [{cls!r}]"
 
 
 def expected_shapes(config: Mapping, head: str, num_labels: int) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of a Hugging Face BERT classifier or span model."""
+    """Canonical tensor names and shapes of a classifier or span model (``config``: the canonical one)."""
     h, inter = int(config["hidden_size"]), int(config["intermediate_size"])
     shapes: dict[str, tuple[int, ...]] = {
         "bert.embeddings.word_embeddings.weight": (int(config["vocab_size"]), h),
         "bert.embeddings.position_embeddings.weight": (int(config["max_position_embeddings"]), h),
-        "bert.embeddings.token_type_embeddings.weight": (int(config.get("type_vocab_size", 2)), h),
         "bert.embeddings.LayerNorm.weight": (h,), "bert.embeddings.LayerNorm.bias": (h,),
     }
+    if config["token_types"]:
+        shapes["bert.embeddings.token_type_embeddings.weight"] = (int(config["type_vocab_size"]), h)
     for i in range(int(config["num_hidden_layers"])):
         p = f"bert.encoder.layer.{i}."
         for name, out, inp in (("attention.self.query", h, h), ("attention.self.key", h, h), ("attention.self.value", h, h),
@@ -81,23 +84,25 @@ def write_artifact(base: PathLike, out: PathLike, *, head: str = "sequence", lab
 
     base, out = Path(base), Path(out)
     out.mkdir(parents=True)
-    config, full = read_artifact(base)
+    canonical, full = read_artifact(base)
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    arch = architecture(config.get("model_type"))
     rng = np.random.default_rng(seed)
-    h = int(config["hidden_size"])
+    h = int(canonical["hidden_size"])
     state = {k: v for k, v in full.items() if k.startswith("bert.") and not k.startswith("bert.pooler.")}
     if head == "span":
         state["qa_outputs.weight"], state["qa_outputs.bias"] = rng.normal(0, std, (2, h)), rng.normal(0, std, 2)
-        config.update(architectures=["BertForQuestionAnswering"])
+        config.update(architectures=[arch.classes["span"]])
     else:
         pooler = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
-        state[pooler[0]] = full.get(pooler[0], rng.normal(0, 0.02, (h, h)))
+        state[pooler[0]] = full.get(pooler[0], rng.normal(0, std, (h, h)))  # a fresh first layer (not BERT: no pooler in the base)
         state[pooler[1]] = full.get(pooler[1], np.zeros(h))
         n = len(labels)
         state["classifier.weight"], state["classifier.bias"] = rng.normal(0, std, (n, h)), rng.normal(0, std, n)
-        config.update(architectures=["BertForSequenceClassification"], id2label={str(i): l for i, l in enumerate(labels)},
+        config.update(architectures=[arch.classes["sequence"]], id2label={str(i): l for i, l in enumerate(labels)},
                       label2id={l: i for i, l in enumerate(labels)})
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}, str(out / "model.safetensors"),
+    config.update({arch.config_keys.get(k, k): 0.0 for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")})
+    save_file({arch.from_canonical(k): np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
@@ -127,7 +132,7 @@ def encode(folder: PathLike, texts: Sequence[str], pairs: Optional[Sequence[str]
     encodings = tokenizer.encode_batch(inputs)
     t = max(len(e.ids) for e in encodings)
     batch = {k: np.zeros((len(encodings), t), np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
-    batch["input_ids"][:] = tokenizer.token_to_id("[PAD]") or 0
+    batch["input_ids"][:] = pad_id(folder, tokenizer)
     for row, e in enumerate(encodings):
         n = len(e.ids)
         batch["input_ids"][row, :n] = e.ids
@@ -136,3 +141,18 @@ def encode(folder: PathLike, texts: Sequence[str], pairs: Optional[Sequence[str]
     if labels is not None:
         batch["labels"] = np.asarray(labels)
     return batch
+
+
+def pad_id(folder: Path, tokenizer) -> int:
+    """The padding id: ``tokenizer_config.json``'s ``pad_token``, else ``[PAD]`` or ``<pad>``, else 0."""
+    names = ["[PAD]", "<pad>"]
+    config_path = folder / "tokenizer_config.json"
+    if config_path.is_file():
+        token = json.loads(config_path.read_text(encoding="utf-8")).get("pad_token")
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str):
+            names.insert(0, token)
+    for name in names:
+        if tokenizer.token_to_id(name) is not None:
+            return tokenizer.token_to_id(name)
+    return 0

@@ -163,3 +163,145 @@ def qa_spec(model_dir: PathLike, data: Mapping[str, Any], out: PathLike, **train
         "output_dir": str(out),
     }
 
+
+
+# -- the rest of the BERT family: real tokenizer kinds, built here from a small multilingual corpus --------
+
+MULTILINGUAL = [
+    "Der Film war großartig und die Schauspieler waren wunderbar.",
+    "Le film était très ennuyeux, mais la musique était belle.",
+    "La película fue maravillosa; el guion, aburrido.",
+    "Il libro è bellissimo e la storia è triste.",
+    "Фильм был очень хороший.",
+    "映画はとても良かった。",
+    "O filme foi ótimo, não é?",
+]
+"""Sentences in several scripts and with accents, so a cased vocabulary keeps case and diacritics."""
+
+FAMILY_SPECIALS = {
+    "wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    "bpe": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    "unigram": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+}
+
+
+def _corpus() -> list[str]:
+    words = POSITIVE + NEGATIVE + FILLER + ["not", "sports", "music", "news", "?", ".", ",", "what", "who", "were", "but"]
+    english = [" ".join(words[i:i + 7]) for i in range(0, len(words), 3)]
+    capitalised = [s.capitalize() for s in english]
+    return english + capitalised + MULTILINGUAL * 3
+
+
+def write_family_tokenizer(folder: PathLike, kind: str, model_max_length: int = 64) -> tuple[Path, dict]:
+    """A real tokenizer of ``kind`` in ``folder`` (``tokenizer.json`` + ``tokenizer_config.json``) and
+    the special-token ids a config needs (``pad_token_id``, ``bos_token_id``, ``eos_token_id``):
+
+    * ``wordpiece``: cased multilingual WordPiece (``[CLS] A [SEP] B [SEP]``, segments 0 and 1), as
+      ``distilbert-base-multilingual-cased`` has;
+    * ``bpe``: byte-level BPE (``<s> A </s></s> B </s>``, one segment), as RoBERTa has;
+    * ``unigram``: SentencePiece Unigram with the same template, as XLM-RoBERTa has.
+
+    Trained on a small fixed corpus, so the same files come out every time; nothing is downloaded."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = FAMILY_SPECIALS[kind]
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True, handle_chinese_chars=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials, min_frequency=1)
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=specials, unk_token="<unk>")
+    else:
+        raise ValueError(f"kind must be one of {', '.join(FAMILY_SPECIALS)}, got {kind!r}")
+    tok.train_from_iterator(_corpus(), trainer)
+    ids = {t: tok.token_to_id(t) for t in specials}
+    if kind == "wordpiece":
+        cls, sep, pad = "[CLS]", "[SEP]", "[PAD]"
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1", special_tokens=[(cls, ids[cls]), (sep, ids[sep])])
+    else:
+        cls, sep, pad = "<s>", "</s>", "<pad>"
+        if kind == "bpe":
+            tok.post_processor = processors.RobertaProcessing((sep, ids[sep]), (cls, ids[cls]), trim_offsets=True, add_prefix_space=False)
+        else:
+            tok.post_processor = processors.TemplateProcessing(
+                single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {sep} $B {sep}", special_tokens=[(cls, ids[cls]), (sep, ids[sep])])
+    tok.save(str(folder / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model_max_length, "pad_token": pad,
+              "cls_token": cls, "sep_token": sep, "unk_token": specials[3] if kind != "wordpiece" else "[UNK]",
+              "mask_token": specials[4], **({"bos_token": cls, "eos_token": sep} if kind != "wordpiece" else {}),
+              "do_lower_case": False}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return folder, {"pad_token_id": ids[pad], "bos_token_id": ids[cls], "eos_token_id": ids[sep],
+                    "vocab_size": tok.get_vocab_size()}
+
+
+FAMILY = {
+    "distilbert": ("wordpiece", {
+        "model_type": "distilbert", "dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64, "activation": "gelu",
+        "dropout": 0.0, "attention_dropout": 0.0, "qa_dropout": 0.0, "seq_classif_dropout": 0.0,
+        "max_position_embeddings": 64, "sinusoidal_pos_embds": False, "initializer_range": 0.02}),
+    "roberta": ("bpe", {
+        "model_type": "roberta", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "max_position_embeddings": 66, "type_vocab_size": 1, "initializer_range": 0.02, "layer_norm_eps": 1e-5}),
+    "xlm-roberta": ("unigram", {
+        "model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "max_position_embeddings": 66, "type_vocab_size": 1, "initializer_range": 0.02, "layer_norm_eps": 1e-5}),
+}
+"""Tiny configs (hidden 32, 2 layers, no dropout) of the other built-in architectures, and their tokenizer kinds."""
+
+
+def family_config(folder: PathLike, model_type: str) -> Path:
+    """A tokenizer of the architecture's kind and a tiny ``config.json`` in ``folder`` (no weights:
+    write them with transformers' ``save_pretrained``, or :func:`write_random_family`)."""
+    kind, config = FAMILY[model_type]
+    folder, ids = write_family_tokenizer(folder, kind)
+    (folder / "config.json").write_text(json.dumps({**config, **ids}, indent=2), encoding="utf-8")
+    return folder
+
+
+def write_random_family(folder: PathLike, model_type: str, seed: int = 0) -> Path:
+    """:func:`family_config` plus random weights written with numpy only (for environments without
+    torch): the bare encoder under the architecture's own names, normal(0, 0.02), LayerNorm at identity."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from bertbridge.core.io.architectures import architecture, encoder_weights
+
+    folder = family_config(folder, model_type)
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    arch = architecture(model_type)
+    config = arch.encoder_config(raw)
+    h, inter = int(config["hidden_size"]), int(config["intermediate_size"])
+    rows = {"word_embeddings": int(config["vocab_size"]), "position_embeddings": int(config["max_position_embeddings"]),
+            "token_type_embeddings": int(config["type_vocab_size"])}
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name in encoder_weights(config):
+        module, kind = name.rsplit(".", 1)
+        part = module.rsplit(".", 1)[-1]
+        if "LayerNorm" in module:
+            value = np.ones(h) if kind == "weight" else np.zeros(h)
+        elif part in rows:
+            value = rng.normal(0, 0.02, (rows[part], h))
+        else:
+            out, inp = (inter, h) if module.endswith("intermediate.dense") else (h, inter) if module.endswith("output.dense") and "attention" not in module else (h, h)
+            value = rng.normal(0, 0.02, (out, inp)) if kind == "weight" else np.zeros(out)
+        state[arch.from_canonical(name)[len(arch.prefix) + 1:]] = np.asarray(value, np.float32)  # bare: no prefix
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder

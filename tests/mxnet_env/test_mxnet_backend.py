@@ -18,7 +18,7 @@ mxnet_model = pytest.importorskip("bertbridge.backends.mxnet.model")
 from conftest import tiny_spec, toy_sentences, write_tsv  # noqa: E402
 
 import bertbridge  # noqa: E402
-from bertbridge.backends.mxnet.bert import BertClassifier, gluon_to_hf, hf_to_gluon  # noqa: E402
+from bertbridge.backends.mxnet.bert import BertClassifier  # noqa: E402
 from bertbridge.core.backend import ModelSetup  # noqa: E402
 from bertbridge.core.io import checkpoints  # noqa: E402
 from bertbridge.core.io.weights import init_head, load_state, read_config  # noqa: E402
@@ -32,11 +32,11 @@ def _setup(n=2, seed=7, **kw):
 
 
 def test_every_weight_maps_name_for_name_and_back(numpy_model_dir):
-    config = read_config(numpy_model_dir)
+    config, _ = read_config(numpy_model_dir)
     state = init_head(load_state(numpy_model_dir), config, 3, 0)
     net = BertClassifier(config, 3)
-    assert set(net.structural_params()) == {hf_to_gluon(k) for k in state}
-    assert all(gluon_to_hf(hf_to_gluon(k), config["num_hidden_layers"]) == k for k in state)
+    assert set(net.structural_params()) == {net.gluon_name(k) for k in state}
+    assert all(net.hf_name(net.gluon_name(k)) == k for k in state)
     net.load_hf(state, mxnet_model.mx.cpu())
     back = net.hf_state()
     assert back.keys() == state.keys() and all(np.array_equal(back[k], state[k]) for k in state)
