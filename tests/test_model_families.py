@@ -174,7 +174,8 @@ def test_question_answering_trains_from_a_save_pretrained_folder(bases, model_ty
 
 def test_the_issue_repro_a_distilbert_folder_with_the_minilm_tokenizer_trains_from_the_cli(tmp_path):
     """DistilBERT weights from save_pretrained plus the packaged MiniLM's tokenizer files, trained with
-    the README's example spec on the pytorch backend (it used to fail on token_type_ids)."""
+    the README's example spec on the pytorch backend (with transformers 4.x it failed on token_type_ids;
+    test_pytorch_gives_distilbert_no_token_type_ids checks the cause on any version)."""
     from bertbridge.core.plugins.registry import models
 
     try:
@@ -251,3 +252,32 @@ def test_exports_give_the_model_s_predictions(trained, model_type, fmt, tmp_path
     else:
         got, want = bertbridge.load(tmp_path / fmt).predict_proba(TEXTS), model.predict_proba(TEXTS)
     assert np.abs(got - want).max() <= ATOL
+
+
+def test_pytorch_gives_distilbert_no_token_type_ids(bases, tmp_path):
+    """transformers 4.x's DistilBERT classes take no ``token_type_ids`` (a TypeError, the issue's traceback,
+    on the SageMaker image's transformers<5); 5.x swallows it. Either way it is not passed."""
+    folder = reference.write_artifact(bases["distilbert"], tmp_path / "model")
+    model = backends().get("pytorch").load_model(folder, _setup("sequence"))
+    seen = []
+    model.model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(sorted(kwargs)), with_kwargs=True)
+    model.logits(reference.encode(folder, TEXTS))
+    assert seen == [["attention_mask", "input_ids"]]
+
+
+def test_roberta_s_usable_length_leaves_out_the_skipped_position_rows(bases, tmp_path):
+    """RoBERTa numbers positions from pad_token_id + 1: a 66-row table holds 64 tokens."""
+    from bertbridge.core.errors import SpecError
+    from bertbridge.core.text.tokenize import TextEncoder
+
+    folder = tmp_path / "roberta"
+    folder.mkdir()
+    for name in ("tokenizer.json", "config.json"):
+        (folder / name).write_bytes((bases["roberta"] / name).read_bytes())
+    config = json.loads((bases["roberta"] / "tokenizer_config.json").read_text())
+    config.pop("model_max_length")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    encoder = TextEncoder.from_pretrained(folder)
+    assert encoder.model_max_length == 64
+    with pytest.raises(SpecError, match="handles at most 64 tokens"):
+        encoder.check_max_length(65)
