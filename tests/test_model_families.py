@@ -281,3 +281,28 @@ def test_roberta_s_usable_length_leaves_out_the_skipped_position_rows(bases, tmp
     assert encoder.model_max_length == 64
     with pytest.raises(SpecError, match="handles at most 64 tokens"):
         encoder.check_max_length(65)
+
+
+@pytest.mark.parametrize("model_type", FAMILY)
+def test_question_answering_windows_use_the_architecture_s_template_and_clean_offsets(bases, model_type):
+    """RoBERTa-style pairs (<s> question </s></s> context </s>) and SentencePiece's ``▁film``: a token's
+    character span starts at its text, not at the space the piece stands for, so answers carry no space."""
+    from bertbridge.core.tasks.qa.features import build_features
+    from bertbridge.core.tasks.qa.squad import examples_from_pairs
+    from bertbridge.core.text.tokenize import TextEncoder
+
+    encoder = TextEncoder.from_pretrained(bases[model_type])
+    context = "the film was very good .  Der Film war großartig"
+    feats = build_features(examples_from_pairs(["what is good ?"], [context]), encoder, max_seq_length=64, doc_stride=16,
+                           max_question_length=16)
+    ids, offsets = feats.input_ids[0], feats.offsets[0]
+    inside = offsets[:, 0] >= 0
+    tokens = encoder.id_tokens(ids)
+    if model_type == "distilbert":
+        assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
+    else:
+        assert tokens[0] == "<s>" and tokens[-1] == "</s>" and "</s></s>" in "".join(tokens[:-1])  # <s> q </s></s> c </s>
+    spans = [context[a:b] for a, b in offsets[inside]]
+    covered = {i for a, b in offsets[inside] for i in range(a, b)}
+    assert covered == {i for i, ch in enumerate(context) if not ch.isspace()}  # every character, no space
+    assert not any(s[:1].isspace() for s in spans), spans

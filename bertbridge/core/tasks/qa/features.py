@@ -43,6 +43,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
@@ -128,7 +129,8 @@ def build_features(
         questions = [encoder.usable_prefix(e.question, max_question_length) for e in examples]  # only the start is used
         q_enc = tokenizer.encode_batch(questions, add_special_tokens=False) if examples else []
     ctx_tokens = [np.asarray(c.ids, dtype=np.int32) for c in ctx_enc]
-    ctx_offsets = [_with_combining_marks(text, np.asarray(c.offsets, dtype=np.int32).reshape(-1, 2)) for text, c in zip(contexts, ctx_enc)]
+    ctx_offsets = [_without_spaces(text, c.tokens, _with_combining_marks(text, np.asarray(c.offsets, dtype=np.int32).reshape(-1, 2)))
+                   for text, c in zip(contexts, ctx_enc)]
 
     input_ids: list[np.ndarray] = []
     type_ids: list[np.ndarray] = []
@@ -253,6 +255,31 @@ def _answer_tokens(example: QAExample, offsets: np.ndarray) -> tuple[int, int]:
     if s >= e or first >= len(offsets) or last < first:
         return -1, -1  # the answer is only characters the tokenizer drops
     return first, last
+
+
+_SPACE = re.compile(r"\s")
+_SPIECE_SPACE = "\u2581"  # SentencePiece's word-start mark (Metaspace's replacement for a space)
+
+
+def _without_spaces(text: str, tokens: Sequence[str], offsets: np.ndarray) -> np.ndarray:
+    """Start each token after the whitespace its piece stands for: SentencePiece's ``▁film``
+    (XLM-R) covers `` film``, and an answer taken from the offsets must not begin with the space.
+    A piece that only stands for a space (a lone ``▁``) gets an empty span, also where the
+    tokenizer aligned it with the first character of the text (the space it prepends is not there)."""
+    if not len(offsets):
+        return offsets
+    for k, token in enumerate(tokens):
+        if token == _SPIECE_SPACE:
+            offsets[k, 0] = offsets[k, 1] if text[offsets[k, 0]:offsets[k, 1]].isspace() else offsets[k, 0]
+            offsets[k, 1] = offsets[k, 0]
+    space = np.zeros(len(text) + 1, dtype=bool)
+    space[[m.start() for m in _SPACE.finditer(text)]] = True
+    for k in np.nonzero(space[offsets[:, 0]] & (offsets[:, 0] < offsets[:, 1]))[0]:
+        start, end = int(offsets[k, 0]), int(offsets[k, 1])
+        while start < end and space[start]:
+            start += 1
+        offsets[k, 0] = start
+    return offsets
 
 
 def _with_combining_marks(text: str, offsets: np.ndarray) -> np.ndarray:
