@@ -116,6 +116,5 @@ def test_a_window_without_context_is_a_clear_error():
 
     logits = np.zeros((4, 2))
     with pytest.raises(DataError, match="the window holds no context tokens"):
-        best_window_span(logits, np.array([0, 0, 0, 1]), np.array([1, 1, 1, 1]), 30)  # only the final [SEP] is type 1
-    assert best_window_span(np.array([[0, 0], [0, 0], [5, 0], [0, 9], [9, 9]]), np.array([0, 0, 1, 1, 1]),
-                            np.ones(5, int), 30) == (2, 3)
+        best_window_span(logits, np.zeros(4, bool), 30)  # [CLS] question [SEP] [SEP]: no context token
+    assert best_window_span(np.array([[0, 0], [0, 0], [5, 0], [0, 9], [9, 9]]), np.array([0, 0, 1, 1, 0], bool), 30) == (2, 3)

@@ -170,6 +170,14 @@ def test_question_answering_trains_from_a_save_pretrained_folder(bases, model_ty
     assert answers[0]["answer"] in "the film was very good ."
     batch = reference.encode(out, ["what is good ?"], ["the film was very good ."])
     assert np.abs(_transformers_logits(out, "span", batch) - reference.logits(out, batch, "span")).max() <= ATOL
+    # explain finds the context by the tokenizer's sequence ids (RoBERTa gives both texts token type 0)
+    from bertbridge.core.debugger.explain import explain
+
+    result = explain(bertbridge.load(out, backend="pytorch"), "what is good ?", "the film was very good .", steps=16)
+    start, end = (int(x) for x in result["target"].rsplit(" ", 1)[1].split("-"))
+    specials = {"[CLS]", "[SEP]", "<s>", "</s>"}
+    question = len(bertbridge.load(out, backend="pytorch").encoder.tokens("what is good ?")) - 2  # less its own specials
+    assert question + 3 <= start <= end and result["tokens"][end] not in specials, result
 
 
 def test_the_issue_repro_a_distilbert_folder_with_the_minilm_tokenizer_trains_from_the_cli(tmp_path):

@@ -401,11 +401,11 @@ def _backends(args) -> int:
             indent=2,
         ))
         return 0
-    print(f"{'backend':<12} {'available':<10} {'version':<12} {'architectures':<36} detail")
+    print(f"{'backend':<12} {'available':<10} {'version':<12} {'architectures':<40} detail")
     for s in statuses:
-        print(f"{s.name:<12} {'yes' if s.available else 'no':<10} {s.version or '-':<12} {', '.join(s.architectures) or '-':<36} {s.detail}")
+        print(f"{s.name:<12} {'yes' if s.available else 'no':<10} {s.version or '-':<12} {', '.join(s.architectures) or '-':<40} {s.detail}")
     for b in broken:
-        print(f"{b.name:<12} {'no':<10} {'-':<12} {'-':<36} plugin {b.value} failed to load: {b.error}")
+        print(f"{b.name:<12} {'no':<10} {'-':<12} {'-':<40} plugin {b.value} failed to load: {b.error}")
     return 0
 
 

@@ -70,7 +70,8 @@ def _cheapest_cuts(sorted_lengths: np.ndarray, batch_size: int, call_cost: int) 
 def collate(features: Encoded, index: np.ndarray, labels: Optional[np.ndarray] = None, pad_id: int = 0,
             width: Optional[int] = None) -> dict[str, np.ndarray]:
     """Pad the selected sequences to their longest one (or to ``width``): ``input_ids``,
-    ``token_type_ids``, ``attention_mask`` as int64 (B, T), plus ``labels`` when given."""
+    ``token_type_ids``, ``attention_mask`` as int64 (B, T), plus ``labels`` when given and
+    ``sequence_ids`` (-1 on special tokens and padding) when the features carry them."""
     width = max(int(features.lengths[index].max()), width or 0)
     size = len(index)
     input_ids = np.full((size, width), pad_id, dtype=np.int64)
@@ -82,6 +83,10 @@ def collate(features: Encoded, index: np.ndarray, labels: Optional[np.ndarray] =
         token_type_ids[row, :n] = features.token_type_ids[i]
         attention_mask[row, :n] = 1
     batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+    if features.sequence_ids is not None:
+        batch["sequence_ids"] = np.full((size, width), -1, dtype=np.int64)
+        for row, i in enumerate(index):
+            batch["sequence_ids"][row, : features.lengths[i]] = features.sequence_ids[i]
     if labels is not None:
         batch["labels"] = labels[index]
     return batch

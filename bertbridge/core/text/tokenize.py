@@ -49,6 +49,9 @@ class Encoded:
 
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray]
+    sequence_ids: Optional[list[np.ndarray]] = None
+    """For pairs: which text each token comes from (0, 1; -1 for special tokens). Token types cannot
+    tell (RoBERTa gives both texts type 0)."""
 
     def __post_init__(self) -> None:
         self.lengths = np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
@@ -135,6 +138,7 @@ class TextEncoder:
         return Encoded(
             [np.asarray(e.ids, dtype=np.int32) for e in encodings],
             [np.asarray(e.type_ids, dtype=np.int32) for e in encodings],
+            [np.array([-1 if s is None else s for s in e.sequence_ids], dtype=np.int32) for e in encodings] if pairs is not None else None,
         )
 
     def usable_prefix(self, text: str, max_tokens: int) -> str:
