@@ -232,33 +232,35 @@ def test_backends_json_lists_the_architectures_of_each_backend():
 
 
 @pytest.fixture(scope="module")
-def trained(bases, tmp_path_factory) -> dict[str, Path]:
-    """model_type -> a classifier trained on the toy data by the pytorch backend."""
+def classifiers(bases, tmp_path_factory) -> dict[str, Path]:
+    """model_type -> a 3-label classifier folder (random head with biases, the base's varied encoder)."""
+    from bertbridge.core.io.artifacts import Manifest, write_manifest
+
     out = {}
     for model_type in FAMILY:
-        work = tmp_path_factory.mktemp(f"trained-{model_type}")
-        spec = tiny.tiny_spec(bases[model_type], tiny.toy_data(work), work / "model", epochs=2)
-        bertbridge.train(spec, backend="pytorch")
-        out[model_type] = work / "model"
+        folder = reference.write_artifact(bases[model_type], tmp_path_factory.mktemp(f"clf-{model_type}") / "model")
+        write_manifest(folder, Manifest(task="text_classification", labels=("a", "b", "c"), backend="pytorch",
+                                        max_seq_length=64, lowercase=False))
+        out[model_type] = folder
     return out
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2", "savedmodel"])
 @pytest.mark.parametrize("model_type", FAMILY)
-def test_exports_give_the_model_s_predictions(trained, model_type, fmt, tmp_path):
+def test_exports_give_the_model_s_logits(classifiers, model_type, fmt, tmp_path):
     """Every export keeps the three-input signature; DistilBERT's ignores token_type_ids (ONNX drops the input)."""
-    folder = trained[model_type]
+    folder = classifiers[model_type]
     exported = bertbridge.export(folder, fmt, tmp_path / fmt)
-    model = bertbridge.load(folder)
+    batch = reference.encode(folder, QUESTIONS, CONTEXTS)
+    want = _transformers_logits(folder, "sequence", batch)
+    assert np.ptp(want, axis=0).max() > 1e-2  # inputs give different logits
     if fmt == "savedmodel":  # TF Serving's signature, called as TF Serving calls it
         import tensorflow as tf
 
-        batch = reference.encode(folder, TEXTS)
         signature = tf.saved_model.load(str(exported)).signatures["serving_default"]
         got = signature(**{k: tf.constant(v) for k, v in batch.items()})["logits"].numpy()
-        want = _transformers_logits(folder, "sequence", batch)
     else:
-        got, want = bertbridge.load(tmp_path / fmt).predict_proba(TEXTS), model.predict_proba(TEXTS)
+        got = bertbridge.load(tmp_path / fmt).model.logits(batch)
     assert np.abs(got - want).max() <= ATOL
 
 
@@ -314,3 +316,43 @@ def test_question_answering_windows_use_the_architecture_s_template_and_clean_of
     covered = {i for a, b in offsets[inside] for i in range(a, b)}
     assert covered == {i for i, ch in enumerate(context) if not ch.isspace()}  # every character, no space
     assert not any(s[:1].isspace() for s in spans), spans
+
+
+def test_padding_comes_from_the_folder_when_the_tokenizer_config_names_none(bases, tmp_path):
+    """Hub RoBERTa folders can lack pad_token in tokenizer_config.json, and their vocabulary has no [PAD]:
+    the padding id then comes from config.json (1, not 0 = <s>); a config.json without one gets transformers' default."""
+    from bertbridge.core.text.tokenize import TextEncoder
+
+    folder = tmp_path / "roberta"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes((bases["roberta"] / "tokenizer.json").read_bytes())
+    config = json.loads((bases["roberta"] / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config))
+    assert TextEncoder.from_pretrained(folder).pad_id == 1 == config["pad_token_id"]
+    del config["pad_token_id"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert TextEncoder.from_pretrained(folder).pad_id == 1  # <pad> in the vocabulary
+    assert ARCHITECTURES["roberta"].encoder_config(config)["position_offset"] == 2  # RobertaConfig's pad_token_id 1
+    config["pad_token_id"] = "x"
+    with pytest.raises(NotSupportedError, match="needs an integer pad_token_id"):
+        ARCHITECTURES["roberta"].encoder_config(config)
+
+
+def test_legacy_layer_norm_names_are_read_as_transformers_reads_them(bases, tmp_path):
+    """TF-converted checkpoints name LayerNorm parameters gamma/beta; transformers renames them on load."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        (folder / name).write_bytes((bases["roberta"] / name).read_bytes())
+    state = load_file(str(bases["roberta"] / "model.safetensors"))
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v for k, v in state.items()}
+    assert renamed.keys() != state.keys()
+    save_file(renamed, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    a = reference.write_artifact(bases["roberta"], tmp_path / "a")
+    b = reference.write_artifact(folder, tmp_path / "b")
+    batch = reference.encode(a, TEXTS)
+    assert np.array_equal(reference.logits(a, batch), reference.logits(b, batch))
+    got = backends().get("tensorflow").create_model(folder, _setup("sequence")).snapshot()
+    assert np.array_equal(got["bert.embeddings.LayerNorm.weight"], state["embeddings.LayerNorm.weight"])

@@ -32,6 +32,7 @@ import torch
 from bertbridge.core.backend import EXPORT_OUTPUTS, Batch, InferenceModel, ModelSetup
 from bertbridge.core.errors import ArtifactError, BackendUnavailableError, NotSupportedError
 from bertbridge.core.io.artifacts import atomic_directory, copy_files, record_export
+from bertbridge.core.text.tokenize import TextEncoder
 
 from .model import TorchClassifier, _quiet_transformers, model_inputs
 
@@ -90,7 +91,7 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path, setup: ModelSetup) -> Pa
     clf = TorchClassifier.from_artifact(artifact_dir, setup, attention="sdpa" if fmt == "pt2" else "eager")
     module = _Logits(clf.model.eval(), outputs).eval()
     vocab = int(clf.model.config.vocab_size)
-    max_length = int(getattr(clf.model.config, "max_position_embeddings", 512))
+    max_length = TextEncoder.from_pretrained(Path(artifact_dir)).model_max_length  # RoBERTa: its table less the skipped rows
     example = _sample(2, 16, vocab, 0)
     with atomic_directory(Path(out_dir)) as staging:
         copy_files(Path(artifact_dir), staging)

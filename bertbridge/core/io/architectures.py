@@ -44,6 +44,10 @@ _CANONICAL_CONFIG = ("hidden_size", "num_hidden_layers", "num_attention_heads", 
                      "initializer_range", "layer_norm_eps", "type_vocab_size", "pad_token_id")
 
 
+_BERT_DEFAULTS = {"hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "layer_norm_eps": 1e-12,
+                  "type_vocab_size": 2, "pad_token_id": 0, "initializer_range": 0.02}
+
+
 @dataclass(frozen=True)
 class Architecture:
     """What one encoder family looks like in a Hugging Face folder, and how it computes."""
@@ -57,6 +61,8 @@ class Architecture:
     modules: tuple[tuple[str, str], ...]
     """(this architecture's module name, canonical module name) pairs; ``{i}`` stands for a layer index.
     Weights are ``<module>.weight`` / ``<module>.bias``; a name no pair matches is not part of the model."""
+    defaults: Mapping[str, Any] = field(default_factory=lambda: dict(_BERT_DEFAULTS))
+    """transformers' config-class defaults, under this architecture's keys, for keys a ``config.json`` leaves out."""
     config_keys: Mapping[str, str] = field(default_factory=dict)
     """Canonical (BERT) config key -> this architecture's key, where they differ."""
     fixed_config: Mapping[str, Any] = field(default_factory=dict)
@@ -92,6 +98,7 @@ class Architecture:
         (pre-training heads, buffers, RoBERTa's unused pooler). A bare encoder's names (no prefix) are read too."""
         if name.startswith(self.bare_parts):
             name = f"{self.prefix}.{name}"
+        name = _LEGACY_NORM.sub(lambda m: m.group(1) + (".weight" if m.group(2) == "gamma" else ".bias"), name)
         for own, canonical, _, _ in self._patterns:
             match = own.match(name)
             if match:
@@ -112,28 +119,27 @@ class Architecture:
         plus ``token_types`` (whether segments are embedded), ``position_offset`` (None, or the id of
         the first real position), the head's ``pooler_activation``, ``dropout_before_pooler``,
         ``attention_output_dropout``, ``classifier_dropout`` and ``span_dropout`` (rates)."""
-        out = {key: config.get(self.config_keys.get(key, key)) for key in _CANONICAL_CONFIG}
-        out = {k: v for k, v in out.items() if v is not None}
+        # a null pad_token_id means "no padding row" (nn.Embedding(padding_idx=None)); other nulls take the default
+        config = {**self.defaults, **{k: v for k, v in config.items() if v is not None or k == "pad_token_id"}}
+        out = {key: config[self.config_keys.get(key, key)] for key in _CANONICAL_CONFIG if self.config_keys.get(key, key) in config}
         out.update(self.fixed_config)
-        out.setdefault("hidden_act", "gelu")
-        out.setdefault("layer_norm_eps", 1e-12)
-        out.setdefault("type_vocab_size", 2)
-        hidden_dropout = float(out.get("hidden_dropout_prob", 0.1))
         classifier_dropout = config.get(self.classifier_dropout_key)
         pad = out.get("pad_token_id")
+        if self.positions_from_padding and not isinstance(pad, int):
+            raise NotSupportedError(f"a {self.name} config.json needs an integer pad_token_id (positions are numbered from it), "
+                                    f"got {pad!r}; set the tokenizer's padding id.")
         out.update(
             model_type=self.name,
             token_types=int(out["type_vocab_size"]) > 0,
-            position_offset=(int(pad) + 1) if self.positions_from_padding else None,
+            position_offset=pad + 1 if self.positions_from_padding else None,
             pooler_activation=self.pooler_activation,
             dropout_before_pooler=self.dropout_before_pooler,
             attention_output_dropout=self.attention_output_dropout,
-            classifier_dropout=hidden_dropout if classifier_dropout is None else float(classifier_dropout),
-            span_dropout=float(config.get(self.span_dropout_key) or 0.0) if self.span_dropout_key else 0.0,
+            classifier_dropout=float(out["hidden_dropout_prob"] if classifier_dropout is None else classifier_dropout),
+            span_dropout=float(config[self.span_dropout_key]) if self.span_dropout_key else 0.0,
         )
-        if self.positions_from_padding and pad is None:
-            raise NotSupportedError(f"a {self.name} config.json needs pad_token_id: positions are numbered from it.")
         return out
+
 
 def encoder_weights(config: Mapping) -> list[str]:
     """Canonical names of the encoder tensors every folder of the canonical ``config`` holds."""
@@ -143,6 +149,9 @@ def encoder_weights(config: Mapping) -> list[str]:
     for i in range(int(config["num_hidden_layers"])):
         names += [_LAYER.format(i=i) + part for part in _BERT_LAYER]
     return [n + ".weight" for n in names] + [n + ".bias" for n in names if "_embeddings" not in n]
+
+
+_LEGACY_NORM = re.compile(r"((?:LayerNorm|layer_norm))\.(gamma|beta)$")  # TF-converted checkpoints' names, as transformers reads them
 
 
 def _compile(template: str) -> re.Pattern:
@@ -189,6 +198,8 @@ DISTILBERT = Architecture(
                  "intermediate_size": "hidden_dim", "hidden_act": "activation", "hidden_dropout_prob": "dropout",
                  "attention_probs_dropout_prob": "attention_dropout"},
     fixed_config={"type_vocab_size": 0, "layer_norm_eps": 1e-12},
+    defaults={"activation": "gelu", "dropout": 0.1, "attention_dropout": 0.1, "seq_classif_dropout": 0.2, "qa_dropout": 0.1,
+              "pad_token_id": 0, "initializer_range": 0.02},
     pooler_activation="relu",
     attention_output_dropout=False,
     classifier_dropout_key="seq_classif_dropout",
@@ -203,6 +214,7 @@ ROBERTA = Architecture(
     prefix="roberta",
     classes={"sequence": "RobertaForSequenceClassification", "span": "RobertaForQuestionAnswering"},
     modules=_ROBERTA_MODULES,
+    defaults={**_BERT_DEFAULTS, "pad_token_id": 1},
     positions_from_padding=True,
     dropout_before_pooler=True,
 )
@@ -212,6 +224,7 @@ XLM_ROBERTA = Architecture(
     prefix="roberta",
     classes={"sequence": "XLMRobertaForSequenceClassification", "span": "XLMRobertaForQuestionAnswering"},
     modules=_ROBERTA_MODULES,
+    defaults={**_BERT_DEFAULTS, "pad_token_id": 1},
     positions_from_padding=True,
     dropout_before_pooler=True,
 )

@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bertbridge.core.errors import ModelNotFoundError, SpecError
+from bertbridge.core.errors import BertbridgeError, ModelNotFoundError, SpecError
+from bertbridge.core.io.architectures import ARCHITECTURES
 from bertbridge.core.io.jsonfiles import read_json_object
 
 _WHITESPACE = re.compile(r"\s")
@@ -107,11 +108,7 @@ class TextEncoder:
         if lowercase is None:
             lowercase = _normalizer_lowercases(tokenizer)
         limits = [v for v in (_positions(model_config), config.get("model_max_length")) if isinstance(v, int)]
-        pad_token = config.get("pad_token", "[PAD]")
-        if isinstance(pad_token, dict):
-            pad_token = pad_token.get("content", "[PAD]")
-        pad_id = tokenizer.token_to_id(pad_token)
-        return cls(tokenizer, folder, bool(lowercase), min(limits) if limits else 512, 0 if pad_id is None else pad_id)
+        return cls(tokenizer, folder, bool(lowercase), min(limits) if limits else 512, _pad_id(folder, tokenizer, config, model_config))
 
     def check_max_length(self, max_length: int) -> None:
         if max_length > self.model_max_length:
@@ -214,16 +211,35 @@ def _read_json(path: Path) -> dict:
     return read_json_object(path, ModelNotFoundError, "the model folder is damaged.")
 
 
+def _pad_id(folder: Path, tokenizer, config: dict, model_config: dict) -> int:
+    """The padding id: ``tokenizer_config.json``'s or ``special_tokens_map.json``'s ``pad_token``, else
+    ``config.json``'s ``pad_token_id``, else ``[PAD]`` or ``<pad>`` in the vocabulary, else 0. (Hub
+    RoBERTa folders can lack the first two, and their vocabulary has no ``[PAD]``: padding with id 0,
+    ``<s>``, would feed sentence starts where the model expects padding.)"""
+    for source in (config, _read_json(folder / "special_tokens_map.json")):
+        token = source.get("pad_token")
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    if isinstance(model_config.get("pad_token_id"), int):
+        return model_config["pad_token_id"]
+    for token in ("[PAD]", "<pad>"):
+        if tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    return 0
+
+
 def _positions(model_config: dict):
     """How many tokens the model's position table numbers: ``max_position_embeddings``, less the rows
     RoBERTa-style numbering skips (it starts at ``pad_token_id + 1``)."""
-    from bertbridge.core.io.architectures import ARCHITECTURES
-
     table = model_config.get("max_position_embeddings")
     arch = ARCHITECTURES.get(model_config.get("model_type"))
     if not isinstance(table, int) or arch is None or not arch.positions_from_padding:
         return table
-    return table - int(model_config.get("pad_token_id") or 0) - 1
+    try:
+        return table - arch.encoder_config(model_config)["position_offset"]
+    except BertbridgeError:  # a bad pad_token_id: loading the model says so
+        return table
 
 
 def _normalizer_lowercases(tokenizer) -> bool:

@@ -56,7 +56,7 @@ from bertbridge.core.text.tokenize import Encoded, TextEncoder
 
 __all__ = ["QAFeatures", "build_features", "check_window_settings"]
 
-SPECIALS_IN_PAIR = 3  # [CLS] question [SEP] context [SEP]
+SPECIALS_IN_PAIR = 3  # [CLS] q [SEP] c [SEP]: the fewest; build_features checks the tokenizer's own (RoBERTa: 4) before any model is built
 
 
 @dataclass
