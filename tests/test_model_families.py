@@ -169,7 +169,8 @@ def test_question_answering_trains_from_a_save_pretrained_folder(bases, model_ty
     answers = bertbridge.load(out, backend="pytorch").predict([{"question": "what is good ?", "context": "the film was very good ."}])
     assert answers[0]["answer"] in "the film was very good ."
     batch = reference.encode(out, ["what is good ?"], ["the film was very good ."])
-    assert np.abs(_transformers_logits(out, "span", batch) - reference.logits(out, batch, "span")).max() <= ATOL
+    theirs = _transformers_logits(out, "span", batch)
+    assert np.abs(theirs - reference.logits(out, batch, "span")).max() <= ATOL * max(1.0, np.abs(theirs).max())  # float32 rounding grows with the logits
     # explain finds the context by the tokenizer's sequence ids (RoBERTa gives both texts token type 0)
     from bertbridge.core.debugger.explain import explain
 

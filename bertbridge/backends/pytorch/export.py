@@ -92,7 +92,7 @@ def export(artifact_dir: Path, fmt: str, out_dir: Path, setup: ModelSetup) -> Pa
     module = _Logits(clf.model.eval(), outputs).eval()
     vocab = int(clf.model.config.vocab_size)
     max_length = TextEncoder.from_pretrained(Path(artifact_dir)).model_max_length  # RoBERTa: its table less the skipped rows
-    example = _sample(2, 16, vocab, 0)
+    example = _sample(2, min(16, max_length), vocab, 0)
     with atomic_directory(Path(out_dir)) as staging:
         copy_files(Path(artifact_dir), staging)
         path = staging / FILES[fmt]

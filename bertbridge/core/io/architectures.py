@@ -151,7 +151,7 @@ def encoder_weights(config: Mapping) -> list[str]:
     return [n + ".weight" for n in names] + [n + ".bias" for n in names if "_embeddings" not in n]
 
 
-_LEGACY_NORM = re.compile(r"((?:LayerNorm|layer_norm))\.(gamma|beta)$")  # TF-converted checkpoints' names, as transformers reads them
+_LEGACY_NORM = re.compile(r"(LayerNorm)\.(gamma|beta)$")  # TF-converted checkpoints' names, renamed as transformers renames them
 
 
 def _compile(template: str) -> re.Pattern:

@@ -97,5 +97,5 @@ def encode_batch(encoder, inputs: Sequence[tuple[str, Optional[str]]], max_lengt
     and collate them into one padded batch; returns the features and the batch."""
     texts = [text for text, _ in inputs]
     pairs = [pair for _, pair in inputs] if any(pair is not None for _, pair in inputs) else None
-    features = encoder.encode(texts, pairs, max_length=max_length)
+    features = encoder.encode(texts, pairs, max_length=max_length, sequence_ids=True)
     return features, collate(features, np.arange(len(texts)), pad_id=encoder.pad_id)

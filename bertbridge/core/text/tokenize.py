@@ -117,8 +117,10 @@ class TextEncoder:
                 f"{self.model_max_length} tokens. Set training.max_seq_length to {self.model_max_length} or less."
             )
 
-    def encode(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None, *, max_length: int) -> Encoded:
-        """Tokenize with [CLS]/[SEP] and truncation ('longest_first' for pairs) to ``max_length``.
+    def encode(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None, *, max_length: int,
+               sequence_ids: bool = False) -> Encoded:
+        """Tokenize with [CLS]/[SEP] and truncation ('longest_first' for pairs) to ``max_length``;
+        ``sequence_ids=True`` also keeps which text each token of a pair comes from.
 
         A text far longer than ``max_length`` tokens is cut first (see :meth:`usable_prefix`), so
         a multi-megabyte input costs what its usable start costs. The result is the same as
@@ -135,7 +137,8 @@ class TextEncoder:
         return Encoded(
             [np.asarray(e.ids, dtype=np.int32) for e in encodings],
             [np.asarray(e.type_ids, dtype=np.int32) for e in encodings],
-            [np.array([-1 if s is None else s for s in e.sequence_ids], dtype=np.int32) for e in encodings] if pairs is not None else None,
+            [np.array([-1 if s is None else s for s in e.sequence_ids], dtype=np.int32) for e in encodings]
+            if sequence_ids and pairs is not None else None,
         )
 
     def usable_prefix(self, text: str, max_tokens: int) -> str:
@@ -211,12 +214,20 @@ def _read_json(path: Path) -> dict:
     return read_json_object(path, ModelNotFoundError, "the model folder is damaged.")
 
 
+def _read_optional_json(path: Path) -> dict:
+    """A file bertbridge only consults (a damaged one is as good as none)."""
+    try:
+        return _read_json(path)
+    except ModelNotFoundError:
+        return {}
+
+
 def _pad_id(folder: Path, tokenizer, config: dict, model_config: dict) -> int:
     """The padding id: ``tokenizer_config.json``'s or ``special_tokens_map.json``'s ``pad_token``, else
     ``config.json``'s ``pad_token_id``, else ``[PAD]`` or ``<pad>`` in the vocabulary, else 0. (Hub
     RoBERTa folders can lack the first two, and their vocabulary has no ``[PAD]``: padding with id 0,
     ``<s>``, would feed sentence starts where the model expects padding.)"""
-    for source in (config, _read_json(folder / "special_tokens_map.json")):
+    for source in (config, _read_optional_json(folder / "special_tokens_map.json")):
         token = source.get("pad_token")
         token = token.get("content") if isinstance(token, dict) else token
         if isinstance(token, str) and tokenizer.token_to_id(token) is not None:

@@ -269,7 +269,7 @@ def _without_spaces(text: str, tokens: Sequence[str], offsets: np.ndarray) -> np
     if not len(offsets):
         return offsets
     for k, token in enumerate(tokens):
-        if token == _SPIECE_SPACE:
+        if token == _SPIECE_SPACE and text[offsets[k, 0]:offsets[k, 1]] != _SPIECE_SPACE:  # not a literal ▁ in the text
             offsets[k, 0] = offsets[k, 1] if text[offsets[k, 0]:offsets[k, 1]].isspace() else offsets[k, 0]
             offsets[k, 1] = offsets[k, 0]
     space = np.zeros(len(text) + 1, dtype=bool)

@@ -82,8 +82,7 @@ class QuestionAnsweringTask(Task):
     def explain_target(self, manifest: Manifest, logits: np.ndarray, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
         """The window's best span in the context (start before end, at most ``max_answer_length``
         tokens): its start logit plus its end logit."""
-        start, end = best_window_span(logits[0], np.asarray(batch["token_type_ids"][0]), np.asarray(batch["attention_mask"][0]),
-                                      int(manifest.qa.get("max_answer_length", 30)))
+        start, end = best_window_span(logits[0], np.asarray(batch["sequence_ids"][0]) == 1, int(manifest.qa.get("max_answer_length", 30)))
         weights = np.zeros_like(logits, dtype=np.float32)
         weights[0, start, 0] = weights[0, end, 1] = 1.0
         return weights, f"answer span tokens {start}-{end}"
@@ -124,10 +123,9 @@ def _read_jsonl(path: str) -> list:
     return items
 
 
-def best_window_span(logits: np.ndarray, token_types: np.ndarray, mask: np.ndarray, max_length: int) -> tuple[int, int]:
-    """(start, end) maximising start + end logits over the context tokens of one window (T, 2)."""
-    context = (token_types == 1) & (mask == 1)
-    context[np.flatnonzero(context)[-1:]] = False  # the final [SEP] is not context
+def best_window_span(logits: np.ndarray, context: np.ndarray, max_length: int) -> tuple[int, int]:
+    """(start, end) maximising start + end logits over the context tokens (``context``: (T,) bool, the
+    second text's tokens, from the tokenizer's sequence ids) of one window (T, 2)."""
     idx = np.flatnonzero(context)
     if not len(idx):
         raise DataError("the window holds no context tokens (an empty context, or a question that fills the window): "
