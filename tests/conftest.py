@@ -66,6 +66,16 @@ def saved_metrics(folder: Path) -> dict:
     return json.loads((Path(folder) / "bertbridge.json").read_text())["metrics"]
 
 
+def mx_python() -> str:
+    """The MXNet environment's Python (BERTBRIDGE_MXNET_PYTHON, else .venv-mxnet); skips the test without one."""
+    import os
+
+    path = os.environ.get("BERTBRIDGE_MXNET_PYTHON") or str(Path(__file__).resolve().parents[1] / ".venv-mxnet" / "bin" / "python")
+    if not Path(path).is_file():
+        pytest.skip("no MXNet environment: run make mxnet-env (make test builds it)")
+    return path
+
+
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie not yet reaped by its parent counts as gone)."""
     try:

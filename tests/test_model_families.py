@@ -25,6 +25,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("tensorflow")
 
 import bertbridge  # noqa: E402
+from conftest import mx_python  # noqa: E402
 from bertbridge.core.backend import ModelSetup  # noqa: E402
 from bertbridge.core.errors import NotSupportedError  # noqa: E402
 from bertbridge.core.io.architectures import ARCHITECTURES  # noqa: E402
@@ -37,13 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 FAMILY = tuple(tiny.FAMILY)
 ATOL = 1e-4
 TEXTS = ["the film was good", "Der Film war großartig", "a dull and boring plot", "la película fue maravillosa"]
-
-
-def _mx_python() -> str:
-    path = os.environ.get("BERTBRIDGE_MXNET_PYTHON") or str(REPO / ".venv-mxnet" / "bin" / "python")
-    if not Path(path).is_file():
-        pytest.skip("no MXNet environment: run make mxnet-env (make test builds it)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +78,7 @@ def _transformers_logits(folder: Path, head: str, batch) -> np.ndarray:
 
 
 def _readers():
-    return [ReferenceReader(), BackendReader("pytorch"), BackendReader("tensorflow"), ForwardedReader("mxnet", _mx_python())]
+    return [ReferenceReader(), BackendReader("pytorch"), BackendReader("tensorflow"), ForwardedReader("mxnet", mx_python())]
 
 
 @pytest.mark.parametrize("head", ["sequence", "span"])
@@ -115,7 +109,7 @@ def test_two_adamw_steps_from_the_same_start_agree(bases, model_type, head, tmp_
     steps = (1e-3, 5e-4)
     want = _free_offset(BackendReader("pytorch").logits(folder, setup, batch, steps=steps), head)
     assert np.abs(want - _free_offset(reference.logits(folder, batch, head), head)).max() > 1e-3  # the steps moved the model
-    for reader in (BackendReader("tensorflow"), ForwardedReader("mxnet", _mx_python())):
+    for reader in (BackendReader("tensorflow"), ForwardedReader("mxnet", mx_python())):
         diff = float(np.abs(_free_offset(reader.logits(folder, setup, batch, steps=steps), head) - want).max())
         print(f"{model_type} {head}: after two AdamW steps, max |{reader} - pytorch| = {diff:.2e}")
         assert diff <= ATOL, f"{reader}: {diff}"
@@ -135,7 +129,7 @@ def _train(spec: dict, backend: str, tmp_path: Path) -> Path:
         return Path(spec["output_dir"])
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
-    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": _mx_python()}
+    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": mx_python()}
     run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "train", str(path), "--backend", "mxnet"],
                          capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -176,9 +170,8 @@ def test_question_answering_trains_from_a_save_pretrained_folder(bases, model_ty
 
     result = explain(bertbridge.load(out, backend="pytorch"), "what is good ?", "the film was very good .", steps=16)
     start, end = (int(x) for x in result["target"].rsplit(" ", 1)[1].split("-"))
-    specials = {"[CLS]", "[SEP]", "<s>", "</s>"}
-    question = len(bertbridge.load(out, backend="pytorch").encoder.tokens("what is good ?")) - 2  # less its own specials
-    assert question + 3 <= start <= end and result["tokens"][end] not in specials, result
+    specials = [i for i, token in enumerate(result["tokens"]) if token in {"[CLS]", "[SEP]", "<s>", "</s>"}]
+    assert specials[-2] < start <= end < specials[-1], result  # inside the context: after the separator(s), before the last
 
 
 def test_the_issue_repro_a_distilbert_folder_with_the_minilm_tokenizer_trains_from_the_cli(tmp_path):
@@ -224,7 +217,7 @@ def test_an_unsupported_model_type_is_refused_with_the_list(bases, tmp_path):
 
 def test_backends_json_lists_the_architectures_of_each_backend():
     run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "backends", "--json"], capture_output=True, text=True,
-                         env={**os.environ, "BERTBRIDGE_MXNET_PYTHON": _mx_python()}, timeout=300)
+                         env={**os.environ, "BERTBRIDGE_MXNET_PYTHON": mx_python()}, timeout=300)
     assert run.returncode == 0, run.stderr
     listed = {e["name"]: e["architectures"] for e in json.loads(run.stdout)}
     for name in ("pytorch", "tensorflow", "mxnet"):
@@ -357,3 +350,21 @@ def test_legacy_layer_norm_names_are_read_as_transformers_reads_them(bases, tmp_
     assert np.array_equal(reference.logits(a, batch), reference.logits(b, batch))
     got = backends().get("tensorflow").create_model(folder, _setup("sequence")).snapshot()
     assert np.array_equal(got["bert.embeddings.LayerNorm.weight"], state["embeddings.LayerNorm.weight"])
+
+
+def test_distilbert_with_sinusoidal_positions_reads_the_table_transformers_wrote(tmp_path):
+    """``sinusoidal_pos_embds: true`` only changes how transformers initialises the position table; the
+    table is in the checkpoint, and every reader uses it as written."""
+    folder = tiny.family_config(tmp_path / "sin", "distilbert")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "sinusoidal_pos_embds": True}))
+    torch.manual_seed(0)
+    model = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(folder))
+    model.save_pretrained(folder)
+    table = model.embeddings.position_embeddings.weight.detach().numpy()
+    assert np.allclose(table[1, 1::2], np.cos(1 / 10000 ** (2 * (np.arange(1, 32, 2) // 2) / 32)), atol=1e-6)  # sinusoidal
+    artifact = reference.write_artifact(folder, tmp_path / "model", head="span")
+    batch = reference.encode(artifact, QUESTIONS, CONTEXTS)
+    want = _transformers_logits(artifact, "span", batch)
+    for reader in (BackendReader("tensorflow"), ReferenceReader()):
+        assert np.abs(reader.logits(artifact, _setup("span"), batch) - want).max() <= ATOL

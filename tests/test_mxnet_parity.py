@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_spec
+from conftest import mx_python, tiny_spec
 
 import bertbridge
 from bertbridge.core.backend import ModelSetup
@@ -24,19 +24,11 @@ from bertbridge.core.io.artifacts import Manifest, write_manifest
 from bertbridge.core.plugins.registry import backends
 from bertbridge.core.text.tokenize import TextEncoder
 
-REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["the film was good", "the food was awful", "a very dull plot", "happy and charming actors and a lovely story"]
 
 
-def _mx_python() -> str:
-    path = os.environ.get("BERTBRIDGE_MXNET_PYTHON") or str(REPO / ".venv-mxnet" / "bin" / "python")
-    if not Path(path).is_file():
-        pytest.skip("no MXNet environment: run make mxnet-env (make test builds it)")
-    return path
-
-
 def _in_mxnet(code: str, **args) -> dict:
-    out = subprocess.run([_mx_python(), "-c", code, json.dumps(args)], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([mx_python(), "-c", code, json.dumps(args)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -77,7 +69,7 @@ def test_mxnet_trained_model_opens_in_pytorch_and_tensorflow(tiny_model_dir, toy
     """Train with backend mxnet from this environment (the CLI forwards to the MXNet one)."""
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({**tiny_spec(tiny_model_dir, toy_data, tmp_path / "mx", epochs=4), "backend": "mxnet"}))
-    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": _mx_python()}
+    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": mx_python()}
     run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "train", str(spec)], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"model_dir={tmp_path / 'mx'}" in run.stdout
@@ -116,7 +108,7 @@ def test_a_forwarded_server_answers_and_stops_with_its_parent(tiny_model_dir, tm
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": _mx_python()}
+    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": mx_python()}
     parent = subprocess.Popen([sys.executable, "-m", "bertbridge.core.cli", "serve", str(folder), "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -157,7 +149,7 @@ def test_run_local_on_all_three_backends_gives_servers_that_agree(tiny_model_dir
     spec.write_text(json.dumps(tiny_spec(tiny_model_dir, toy_data, tmp_path / "unused")))
     expected = ["positive", "negative", "negative", "positive"]
     for name in ("pytorch", "tensorflow", "mxnet"):
-        python = _mx_python() if name == "mxnet" else None
+        python = mx_python() if name == "mxnet" else None
         run = bertbridge.run_local(spec, backend=name, base_dir=tmp_path / name, python=python, stream_output=False)
         assert run.returncode == 0, run.failure
         served = tmp_path / f"served-{name}"

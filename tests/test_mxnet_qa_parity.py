@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_mxnet_parity import _in_mxnet, _mx_python  # noqa: F401 (_mx_python: skips without the MXNet environment)
+from test_mxnet_parity import _in_mxnet
 
 from bertbridge.core.plugins.registry import models
 from bertbridge.core.text.batching import collate

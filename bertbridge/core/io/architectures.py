@@ -28,7 +28,7 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Mapping, Optional
 
@@ -219,15 +219,8 @@ ROBERTA = Architecture(
     dropout_before_pooler=True,
 )
 
-XLM_ROBERTA = Architecture(
-    name="xlm-roberta",
-    prefix="roberta",
-    classes={"sequence": "XLMRobertaForSequenceClassification", "span": "XLMRobertaForQuestionAnswering"},
-    modules=_ROBERTA_MODULES,
-    defaults={**_BERT_DEFAULTS, "pad_token_id": 1},
-    positions_from_padding=True,
-    dropout_before_pooler=True,
-)
+XLM_ROBERTA = replace(ROBERTA, name="xlm-roberta",  # RoBERTa's encoder with a SentencePiece vocabulary
+                      classes={"sequence": "XLMRobertaForSequenceClassification", "span": "XLMRobertaForQuestionAnswering"})
 
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (BERT, DISTILBERT, ROBERTA, XLM_ROBERTA)}
 """Every architecture bertbridge implements, by ``model_type``."""
