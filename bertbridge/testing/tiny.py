@@ -281,27 +281,21 @@ def write_random_family(folder: PathLike, model_type: str, seed: int = 0) -> Pat
     import numpy as np
     from safetensors.numpy import save_file
 
-    from bertbridge.core.io.architectures import architecture, encoder_weights
+    from bertbridge.core.io.architectures import architecture
+    from bertbridge.testing.reference import expected_shapes
 
     folder = family_config(folder, model_type)
-    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     arch = architecture(model_type)
-    config = arch.encoder_config(raw)
-    h, inter = int(config["hidden_size"]), int(config["intermediate_size"])
-    rows = {"word_embeddings": int(config["vocab_size"]), "position_embeddings": int(config["max_position_embeddings"]),
-            "token_type_embeddings": int(config["type_vocab_size"])}
+    config = arch.encoder_config(json.loads((folder / "config.json").read_text(encoding="utf-8")))
     rng = np.random.default_rng(seed)
     state = {}
-    for name in encoder_weights(config):
-        module, kind = name.rsplit(".", 1)
-        part = module.rsplit(".", 1)[-1]
-        if "LayerNorm" in module:
-            value = np.ones(h) if kind == "weight" else np.zeros(h)
-        elif part in rows:
-            value = rng.normal(0, 0.02, (rows[part], h))
+    for name, shape in expected_shapes(config, "span", 2).items():
+        if name.startswith("qa_outputs."):
+            continue  # the encoder only
+        if "LayerNorm" in name:
+            value = np.ones(shape) if name.endswith(".weight") else np.zeros(shape)
         else:
-            out, inp = (inter, h) if module.endswith("intermediate.dense") else (h, inter) if module.endswith("output.dense") and "attention" not in module else (h, h)
-            value = rng.normal(0, 0.02, (out, inp)) if kind == "weight" else np.zeros(out)
+            value = rng.normal(0, 0.02, shape) if name.endswith(".weight") else np.zeros(shape)
         state[arch.from_canonical(name)[len(arch.prefix) + 1:]] = np.asarray(value, np.float32)  # bare: no prefix
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     return folder
