@@ -52,6 +52,7 @@ import pytest
 import bertbridge
 from bertbridge.core.backend import ModelSetup, TrainableModel
 from bertbridge.core.errors import NotSupportedError
+from bertbridge.core.io.weights import fresh_head, load_state, read_config
 from bertbridge.core.plugins.registry import backends, models
 from bertbridge.testing import reference, tiny
 from bertbridge.testing.readers import BackendReader, ForwardedReader, Reader, ReferenceReader, interpreter_variable, run_backend
@@ -264,6 +265,23 @@ class BackendConformance:
         assert np.array_equal(fresh(7), first)
         assert not np.allclose(fresh(8), first)
 
+    @pytest.mark.parametrize("head, pooler", [("sequence", True), ("sequence", False), ("span", True)])
+    def test_a_fresh_head_is_the_same_on_every_backend(self, subject, base_model, head, pooler, tmp_path):
+        """One spec and seed start from the same weights on every backend: the fresh head is core's
+        ``fresh_head(seed)``, and so is the first dense layer when the checkpoint has none."""
+        folder = base_model if pooler else _without_pooler(base_model, tmp_path / "no-pooler")
+        setup = ModelSetup(num_labels=3, multi_label=False, id2label={0: "a", 1: "b", 2: "c"}, seed=11, head=head)
+        (tmp_path / "fresh").mkdir()
+        subject.create_model(folder, setup).save(tmp_path / "fresh")
+        config, _ = read_config(folder)
+        want = fresh_head(config, 3, 11, head, has_pooler=pooler)
+        got = load_state(tmp_path / "fresh")
+        if pooler and head == "sequence":  # the checkpoint's own first dense layer is kept
+            want["bert.pooler.dense.weight"] = load_state(folder)["bert.pooler.dense.weight"]
+        assert set(want) <= set(got), f"the saved model lacks {sorted(set(want) - set(got))}"
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name], value, rtol=0, atol=1e-7, err_msg=name)
+
     def test_multi_label_with_sentence_pairs(self, subject, base_model, tmp_path):
         rows = [{"text": t, "other": "good film", "tags": [l] + (["film"] if "film" in t.split() else [])}
                 for t, l in tiny.toy_sentences(96, 3)]
@@ -451,3 +469,15 @@ class BackendConformance:
 def setup_of_labels(n: int) -> ModelSetup:
     """A classifier's :class:`ModelSetup` for ``n`` labels named ``a``, ``b``, ..."""
     return ModelSetup(num_labels=n, multi_label=False, id2label={i: "abcdefgh"[i] for i in range(n)}, seed=0)
+
+
+def _without_pooler(base: Path, folder: Path) -> Path:
+    """A copy of the checkpoint folder ``base`` without its pooler tensors (like a bare encoder's)."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(base, folder)
+    weights = load_file(str(base / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if "pooler." not in k}, str(folder / "model.safetensors"))
+    return folder

@@ -23,6 +23,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from bertbridge.core.backend import Batch, ModelSetup, TrainableModel  # noqa: E402
 from bertbridge.core.errors import ArtifactError, NotSupportedError  # noqa: E402
 from bertbridge.core.io.architectures import architecture  # noqa: E402
+from bertbridge.core.io.weights import checkpoint_has_pooler, fresh_head  # noqa: E402
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
@@ -87,13 +88,18 @@ def _check_supported(folder: Path, config) -> None:
 
 
 _MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "span": AutoModelForQuestionAnswering}
-_HEAD_LAYER = {"sequence": "classifier.weight", "span": "qa_outputs.weight"}  # canonical names of the layer a fresh head resets
 
 
-def _head_layer(model: torch.nn.Module, head: str) -> torch.nn.Module:
-    """The head's last linear layer (``classifier``; RoBERTa's ``classifier.out_proj``; ``qa_outputs``)."""
-    name = architecture(model.config.model_type).from_canonical(_HEAD_LAYER[head])
-    return model.get_submodule(name.rsplit(".", 1)[0])
+def _start_from_fresh_head(model: torch.nn.Module, folder: Path, setup: ModelSetup) -> None:
+    """Always a fresh head, even when starting from a fine-tuned model, and the one every backend draws
+    for this seed (core's ``fresh_head``): one spec and seed start from the same weights everywhere."""
+    arch = architecture(model.config.model_type)
+    config = arch.encoder_config(model.config.to_dict())
+    has_pooler = setup.head == "span" or checkpoint_has_pooler(folder, config)
+    fresh = fresh_head(config, setup.num_labels, setup.seed, setup.head, has_pooler=has_pooler)
+    with torch.no_grad():
+        for name, value in fresh.items():
+            model.get_parameter(arch.from_canonical(name)).copy_(torch.from_numpy(value))
 
 
 def model_inputs(model: torch.nn.Module) -> tuple[str, ...]:
@@ -161,10 +167,7 @@ class TorchClassifier(TrainableModel):
             config.label2id = {v: int(k) for k, v in setup.id2label.items()}
             config.problem_type = _problem_type(setup)
         model = _load(folder, config, head=setup.head, ignore_mismatched_sizes=True)
-        # Always a fresh head, even when starting from a fine-tuned model (as every backend does).
-        layer = _head_layer(model, setup.head)
-        torch.nn.init.normal_(layer.weight, mean=0.0, std=getattr(config, "initializer_range", 0.02))
-        torch.nn.init.zeros_(layer.bias)
+        _start_from_fresh_head(model, folder, setup)
         return cls(model, setup)
 
     @classmethod

@@ -128,24 +128,48 @@ def save_state(directory: Path, config: Mapping, state: Mapping[str, np.ndarray]
 
 
 def init_head(state: dict[str, np.ndarray], config: Mapping, num_labels: int, seed: int, head: str = "sequence") -> dict[str, np.ndarray]:
-    """Add a fresh head: normal(0, initializer_range) weights and zero biases, from numpy's
-    generator seeded with ``seed``. ``sequence``: a classifier (and a pooler, when the checkpoint
-    has none); ``span``: ``qa_outputs`` (2 outputs), and no pooler (question answering does not use one)."""
+    """``state`` with a fresh head (:func:`fresh_head`) in place of any it had."""
+    out = {k: v for k, v in state.items() if not k.startswith(_HEADS)}
+    if head == "span":  # question answering does not use a pooler
+        out = {k: v for k, v in out.items() if not k.startswith("bert.pooler.")}
+    return {**out, **fresh_head(config, num_labels, seed, head, has_pooler="bert.pooler.dense.weight" in out)}
+
+
+def fresh_head(config: Mapping, num_labels: int, seed: int, head: str = "sequence", *, has_pooler: bool = True) -> dict[str, np.ndarray]:
+    """The head every backend starts fine-tuning from, so that one spec and seed start from the same
+    weights on every backend: normal(0, ``initializer_range``) weights and zero biases, drawn from
+    numpy's generator seeded with ``seed``, under canonical names. ``sequence``: ``classifier``
+    (``num_labels`` outputs), after the first dense layer (``bert.pooler.dense``) when the
+    checkpoint has none (``has_pooler`` False); ``span``: ``qa_outputs`` (2 outputs)."""
     rng = np.random.default_rng(seed)
     hidden = int(config["hidden_size"])
     std = float(config.get("initializer_range", 0.02))
-    out = {k: v for k, v in state.items() if not k.startswith(_HEADS)}
     if head == "span":
-        out = {k: v for k, v in out.items() if not k.startswith("bert.pooler.")}
-        out["qa_outputs.weight"] = rng.normal(0.0, std, (2, hidden)).astype(np.float32)
-        out["qa_outputs.bias"] = np.zeros(2, np.float32)
-        return out
-    if "bert.pooler.dense.weight" not in out:
+        return {"qa_outputs.weight": rng.normal(0.0, std, (2, hidden)).astype(np.float32),
+                "qa_outputs.bias": np.zeros(2, np.float32)}
+    out = {}
+    if not has_pooler:
         out["bert.pooler.dense.weight"] = rng.normal(0.0, std, (hidden, hidden)).astype(np.float32)
         out["bert.pooler.dense.bias"] = np.zeros(hidden, np.float32)
     out["classifier.weight"] = rng.normal(0.0, std, (num_labels, hidden)).astype(np.float32)
     out["classifier.bias"] = np.zeros(num_labels, np.float32)
     return out
+
+
+def checkpoint_has_pooler(folder: Path, config: Mapping) -> bool:
+    """Whether a folder's weights hold the first dense layer of a sequence head (canonical
+    ``bert.pooler.dense``: BERT's pooler, DistilBERT's ``pre_classifier``, RoBERTa's
+    ``classifier.dense``), read from the file's tensor names alone."""
+    from safetensors import safe_open
+
+    arch = architecture(config["model_type"])
+    path = check_weights(folder)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            names = list(f.keys())
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"{path}: unreadable safetensors file ({exc}). The folder is damaged; retrain or restore it.") from None
+    return any(arch.to_canonical(n) == "bert.pooler.dense.weight" for n in names)
 
 
 def pretrained_classifier(folder: Path, setup: ModelSetup, supported: Optional[tuple[str, ...]] = None,
