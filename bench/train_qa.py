@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import trainer_warmup  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "data" / "squad"
+EXPORT_FORMATS = ("onnx", "pt2", "savedmodel")
 FORWARDED = ("backend", "epochs", "batch_size", "learning_rate", "max_seq_length", "doc_stride", "seed", "model")
 
 
@@ -75,13 +76,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="minilm")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="a bertbridge spec override, as 'bertbridge train --set' takes (repeatable)")
-    p.add_argument("--check-onnx", action="store_true",
-                   help="also export the trained model to ONNX and answer the evaluation questions with it")
+    p.add_argument("--check-exports", type=_formats, default=(), metavar="FMT[,FMT...]",
+                   help=f"also export the trained model ({', '.join(EXPORT_FORMATS)}) and answer the evaluation questions "
+                        "with each export; reports <fmt>_f1 and <fmt>_same_answers (the share answered as the model does)")
     only = p.add_mutually_exclusive_group()
     only.add_argument("--no-peer", action="store_true", help="train bertbridge only")
     only.add_argument("--peer-only", action="store_true", help="train the peer only (more seeds of it, say)")
     p.add_argument("--worker", nargs=3, metavar=("TRAIN", "DEV", "OUT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in EXPORT_FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected export formats from {', '.join(EXPORT_FORMATS)}, got {text!r}")
+    return names
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -172,26 +182,54 @@ def run_bertbridge(args, train: Path, dev: Path, out: Path) -> dict:
     answers = {p.id: p.text for p in predictions}
     scores = evaluate(split.squad.examples, answers)
     result = qa.training_result
-    exports = onnx_agreement(qa, dev, answers, out.parent / "onnx") if args.check_onnx else {}
+    exports = {}
+    for fmt in args.check_exports:
+        exports.update(export_agreement(qa, fmt, dev, answers, out.parent / fmt))
     return {**exports, "exact_match": scores["exact"], "f1": scores["f1"], "train_samples_per_s": result.train_samples_per_s,
             "train_seconds": result.train_seconds, "train_windows": int(qa.metrics["train_windows"]),
             "eval_seconds": eval_seconds, "wall_s": time.perf_counter() - start,
             "per_question_f1": [f1(answers[e.id], [a.text for a in e.answers], v2=split.squad.v2) for e in split.squad.examples]}
 
 
-def onnx_agreement(qa, dev: Path, answers: dict, out: Path) -> dict:
-    """The trained model exported to ONNX and served by the onnx backend: its F1 and the share of
-    evaluation questions it answers exactly as the model does."""
+def export_agreement(qa, fmt: str, dev: Path, answers: dict, out: Path) -> dict:
+    """The trained model exported as ``fmt`` answering the evaluation questions: its F1 and the share of
+    questions it answers exactly as the model does. ONNX runs on the onnx backend and pt2 on the pytorch
+    backend (as ``bertbridge serve`` runs them); the SavedModel's serving signature runs in TensorFlow,
+    with bertbridge's windows and post-processing (what its TF Serving handler does)."""
+    import copy
+
     import bertbridge
     from bertbridge.core.tasks.qa.metrics import evaluate
 
-    served = bertbridge.load(bertbridge.export(qa.path, "onnx", out).parent, backend="onnx")
+    written = bertbridge.export(qa.path, fmt, out)
+    if fmt == "savedmodel":
+        served = copy.copy(qa)
+        served.model = _SignatureModel(written)
+    else:
+        served = bertbridge.load(written.parent, backend="onnx" if fmt == "onnx" else "pytorch")
     split = served.read_split(dev)
     start = time.perf_counter()
     theirs = {p.id: p.text for p in served.answer(split.squad.examples, split.features)}
     seconds = time.perf_counter() - start
-    return {"onnx_f1": evaluate(split.squad.examples, theirs)["f1"], "onnx_eval_seconds": seconds,
-            "onnx_same_answers": sum(theirs[k] == v for k, v in answers.items()) / len(answers)}
+    return {f"{fmt}_f1": evaluate(split.squad.examples, theirs)["f1"], f"{fmt}_eval_seconds": seconds,
+            f"{fmt}_same_answers": sum(theirs[k] == v for k, v in answers.items()) / len(answers)}
+
+
+class _SignatureModel:
+    """A SavedModel's ``serving_default`` signature as the inference contract's ``logits`` (B, T, 2)."""
+
+    def __init__(self, version_dir: Path) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+
+    def logits(self, batch):
+        import numpy as np
+
+        out = self._signature(**{k: self._tf.constant(v, dtype=self._tf.int64) for k, v in batch.items()
+                                 if k in ("input_ids", "attention_mask", "token_type_ids")})
+        return np.stack([out["start_logits"].numpy(), out["end_logits"].numpy()], axis=-1)
 
 
 def run_backend(args, train: Path, dev: Path, out: Path) -> dict:
@@ -200,8 +238,8 @@ def run_backend(args, train: Path, dev: Path, out: Path) -> dict:
 
     if installed_here(backends().get(args.backend).requires):
         return run_bertbridge(args, train, dev, out)
-    if args.check_onnx:
-        raise SystemExit(f"--check-onnx exports with PyTorch; {args.backend} runs in another interpreter here. Drop the flag.")
+    if args.check_exports:
+        raise SystemExit(f"--check-exports runs here; {args.backend} runs in another interpreter. Drop the flag.")
     python = interpreter_for(args.backend) or str(ROOT / f".venv-{args.backend}" / "bin" / "python")
     argv = [python, __file__, "--worker", str(train), str(dev), str(out)]
     for flag in FORWARDED:
@@ -368,8 +406,8 @@ def paired_bootstrap(ours: list[float], theirs: list[float], resamples: int = 20
 
 def main() -> None:
     args = parse_args()
-    if args.check_onnx and args.peer_only:
-        raise SystemExit("--check-onnx checks bertbridge's model, which --peer-only does not train.")
+    if args.check_exports and args.peer_only:
+        raise SystemExit("--check-exports checks bertbridge's model, which --peer-only does not train.")
     os.environ.setdefault("BERTBRIDGE_PROGRESS", "0")
     if args.worker:
         with contextlib.redirect_stdout(io.StringIO()):
