@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair", action="append", help="second text of a pair, one per --text")
     p.add_argument("--context", action="append", help="question answering: the context of each --question")
     p.add_argument("--output", help="write JSON lines here instead of standard output")
+    p.add_argument("--resume", action="store_true",
+                   help="with --input and --output: continue an --output left by a run that stopped, after the rows it "
+                        "holds (a row cut short is dropped and predicted again)")
     p.add_argument("--backend", help="backend to run the model on (default: the one that trained it)")
 
     p = sub.add_parser("run-local", help="run a spec as a SageMaker script-mode job on this machine")
@@ -234,17 +237,24 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from bertbridge.core.api import load
+    from bertbridge.core.data.streaming import rows_done
     from bertbridge.core.plugins.registry import tasks
 
     if args.input and args.text_pair:  # checked before --output is opened (and truncated)
         raise DataError("--text-pair goes with --text; with --input, pairs come from the file's text_pair column.")
+    if args.resume and not (args.input and args.output):
+        raise DataError("--resume continues the --output file of a run over an --input file: give both.")
+    model = load(args.model, backend=args.backend)
+    task = tasks().get(model.manifest.task)
+    if args.resume and not task.resumable_predict:
+        raise DataError(f"{task.name} models cannot resume a prediction run (the task does not support it); run it again without --resume.")
+    args.skip = rows_done(Path(args.output)) if args.resume else 0
     try:
-        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        out = open(args.output, "a" if args.resume else "w", encoding="utf-8") if args.output else sys.stdout
     except OSError as exc:
         raise DataError(f"{args.output}: cannot write predictions there ({exc.strerror}). Check that the folder exists.") from None
     try:
-        model = load(args.model, backend=args.backend)
-        for row in tasks().get(model.manifest.task).cli_predict(model, args):
+        for row in task.cli_predict(model, args):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     finally:
         if args.output:

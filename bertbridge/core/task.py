@@ -33,7 +33,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Optional, Protocol, Union
 
 import numpy as np
 
@@ -200,9 +200,15 @@ class Task(abc.ABC):
             raise DataError(f"bertbridge {args.command} runs a {self.name} model on one --text (and at most one --text-pair).")
         return args.text[0], (args.text_pair or [None])[0]
 
-    def cli_predict(self, predictor: Predictor, args: Any) -> list[dict[str, Any]]:
-        """``bertbridge predict``'s output rows; ``args`` has ``text``, ``text_pair``, ``question``,
-        ``context`` and ``input`` (lists or None). Default: one row per ``--text``."""
+    resumable_predict: bool = False
+    """True when :meth:`cli_predict` honours ``args.skip``, so ``bertbridge predict --resume`` may continue
+    an output file: one row per input, in input order, with the first ``args.skip`` inputs left out
+    (not predicted)."""
+
+    def cli_predict(self, predictor: Predictor, args: Any) -> Iterable[dict[str, Any]]:
+        """``bertbridge predict``'s output rows, written as they come (a generator streams a large
+        ``--input``); ``args`` has ``text``, ``text_pair``, ``question``, ``context`` and ``input`` (lists
+        or None) and ``skip`` (see :attr:`resumable_predict`). Default: one row per ``--text``."""
         if not args.text or args.text_pair or args.question or args.context or args.input:
             raise DataError(f"{self.name} models predict from --text only.")
         return [{"text": t, **row} for t, row in zip(args.text, predictor.predict(list(args.text)))]

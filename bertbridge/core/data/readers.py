@@ -14,6 +14,7 @@ or header, and the fix.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -21,7 +22,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 from bertbridge.core.errors import DataError
 from bertbridge.core.spec import DataConfig
@@ -69,48 +70,88 @@ def read_examples(
     With ``require_labels=False`` (prediction input) the label column is not
     read at all (it may be absent or empty) and examples carry no labels.
     """
-    path = Path(path)
-    fmt = infer_format(path, cfg.format)
-    if fmt not in TEXT_FORMATS:
-        raise DataError(f"{path}: {fmt} files hold tokenized features, not text; give a csv, tsv or jsonl file here.")
-    text = _decode(path, cfg.encoding)
-    rows = _jsonl_rows(path, text) if fmt == "jsonl" else _table_rows(path, text, fmt, cfg)
-    examples = []
-    for line, get in rows:
-        examples.append(_example(path, line, get, cfg, multi_label, require_labels))
+    examples = list(iter_examples(path, cfg, multi_label=multi_label, require_labels=require_labels))
     if not examples:
         raise DataError(f"{path}: no examples found. Check that the file is not empty and that data.header is right.")
     return examples
 
 
+def iter_examples(
+    path: Union[str, Path],
+    cfg: DataConfig,
+    *,
+    multi_label: bool = False,
+    require_labels: bool = True,
+) -> Iterator[Example]:
+    """The examples of ``path`` one at a time, as :func:`read_examples` reads them, from a file read
+    line by line: memory stays flat on a file of any length (UTF-16 and UTF-32 files are decoded
+    whole). Errors come when the line that causes them is reached."""
+    path = Path(path)
+    fmt = infer_format(path, cfg.format)
+    if fmt not in TEXT_FORMATS:
+        raise DataError(f"{path}: {fmt} files hold tokenized features, not text; give a csv, tsv or jsonl file here.")
+    lines = _decoded_lines(path, cfg.encoding, split_cr=fmt != "jsonl")
+    rows = _jsonl_rows(path, lines) if fmt == "jsonl" else _table_rows(path, lines, fmt, cfg)
+    for line, get in rows:
+        yield _example(path, line, get, cfg, multi_label, require_labels)
+
+
 # ---------------------------------------------------------------------------
 
-def _decode(path: Path, encoding: str) -> str:
+def _codec(encoding: str) -> str:
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
-        raw = path.read_bytes()
+        return codecs.lookup(codec).name
+    except LookupError:
+        raise DataError(f"data.encoding {encoding!r} is not a known text encoding (try utf-8 or latin-1).") from None
+
+
+def _decoded_lines(path: Path, encoding: str, *, split_cr: bool) -> Iterator[str]:
+    """The file's lines as text, newlines kept, read one line at a time. ``split_cr``: a lone ``\r``
+    ends a line too (csv/tsv, as ``newline=''`` reads them); jsonl splits on ``\n`` only."""
+    codec = _codec(encoding)
+    try:
+        fh = path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found. Check the data paths in the spec (they are relative to the spec file).") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder; data paths must name a csv, tsv or jsonl file.") from None
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    with fh:
+        if codec.startswith(("utf-16", "utf-32")):  # newlines are not single bytes there: decode the whole file
+            text = _decode(path, fh.read(), encoding, codec)
+            yield from io.StringIO(text, newline="" if split_cr else "\n")
+            return
+        offset = 0
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise DataError(_bad_bytes(path, number, offset + exc.start, raw[exc.start:exc.start + 4], encoding)) from None
+            offset += len(raw)
+            if split_cr and "\r" in text.rstrip("\r\n"):
+                yield from io.StringIO(text, newline="")
+            else:
+                yield text
+
+
+def _decode(path: Path, raw: bytes, encoding: str, codec: str) -> str:
     try:
         return raw.decode(codec)
-    except LookupError:
-        raise DataError(f"data.encoding {encoding!r} is not a known text encoding (try utf-8 or latin-1).") from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}, line {line}: bytes that are not valid {encoding} (byte offset {exc.start}: "
-            f"{raw[exc.start:exc.start + 4]!r}). Re-save the file as UTF-8, or set data.encoding "
-            "(for example latin-1) in the spec."
-        ) from None
+        raise DataError(_bad_bytes(path, line, exc.start, raw[exc.start:exc.start + 4], encoding)) from None
 
 
-def _table_rows(path: Path, text: str, fmt: str, cfg: DataConfig) -> Iterator[tuple[int, Any]]:
+def _bad_bytes(path: Path, line: int, offset: int, sample: bytes, encoding: str) -> str:
+    return (f"{path}, line {line}: bytes that are not valid {encoding} (byte offset {offset}: {sample!r}). "
+            "Re-save the file as UTF-8, or set data.encoding (for example latin-1) in the spec.")
+
+
+def _table_rows(path: Path, lines: Iterable[str], fmt: str, cfg: DataConfig) -> Iterator[tuple[int, Any]]:
     if fmt == "tsv":
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(lines)
     columns: Optional[dict[str, int]] = None
     width: Optional[int] = None  # fields per row: the header's, else the first row's
     end = 0
@@ -190,10 +231,10 @@ def _row_getter(path: Path, line: int, row: list[str], columns: Optional[dict[st
     return get
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
-    # split on newlines only: str.splitlines() also splits on U+2028 and friends, legal inside JSON strings
-    for line, raw in enumerate(text.split("\n"), start=1):
-        raw = raw.rstrip("\r")
+def _jsonl_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    # lines end at \n only: str.splitlines() also splits on U+2028 and friends, legal inside JSON strings
+    for line, raw in enumerate(lines, start=1):
+        raw = raw.rstrip("\r\n")
         if not raw.strip():
             continue
         try:

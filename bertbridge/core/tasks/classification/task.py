@@ -6,14 +6,17 @@ TFRecord shards made by :meth:`ClassificationTask.export_tfrecord`. Head: ``sequ
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.data import tfrecord
 from bertbridge.core.data.labels import LabelMap
-from bertbridge.core.data.readers import infer_format, read_examples
+from bertbridge.core.data.readers import infer_format, iter_examples, read_examples
+from bertbridge.core.data.streaming import chunked, count_lines
 from bertbridge.core.errors import DataError, SpecError
+from bertbridge.core.io import progress
 from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.spec import TaskSpec
 from bertbridge.core.task import Task, TaskData
@@ -126,7 +129,9 @@ class ClassificationTask(Task):
         )
 
     # -- command line ------------------------------------------------------------------
-    def cli_predict(self, predictor: TextClassifier, args: Any) -> list[dict[str, Any]]:
+    resumable_predict = True
+
+    def cli_predict(self, predictor: TextClassifier, args: Any) -> Iterable[dict[str, Any]]:
         if args.question or args.context:
             raise DataError("--question/--context are for question-answering models; this model classifies texts (use --text).")
         if args.text:
@@ -134,9 +139,26 @@ class ClassificationTask(Task):
                 raise DataError(f"got {len(args.text)} --text but {len(args.text_pair)} --text-pair; give one --text-pair per --text.")
             inputs = list(zip(args.text, args.text_pair)) if args.text_pair else list(args.text)
             return [{"text": t if isinstance(t, str) else t[0], **r} for t, r in zip(inputs, predictor.predict(inputs))]
-        examples = read_examples(args.input, predictor.data_config(), require_labels=False)
-        texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in examples]
-        return [{"line": e.line, **r} for e, r in zip(examples, predictor.predict(texts))]
+        return _predicted_rows(predictor, Path(args.input), skip=getattr(args, "skip", 0))
+
+
+def _predicted_rows(predictor: TextClassifier, path: Path, skip: int = 0) -> Iterator[dict[str, Any]]:
+    """One row per input row of ``path`` after the first ``skip``, predicted a chunk at a time as the
+    file is read (memory stays flat on any length)."""
+    examples = itertools.islice(iter_examples(path, predictor.data_config(), require_labels=False), skip, None)
+    bar = progress.bar(max(count_lines(path) - skip, 0), "predicting", unit="row")
+    done = skip
+    try:
+        for chunk in chunked(examples):
+            texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in chunk]
+            for example, row in zip(chunk, predictor.predict(texts)):
+                yield {"line": example.line, **row}
+            done += len(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    if done == 0:
+        raise DataError(f"{path}: no examples found. Check that the file is not empty and that data.header is right.")
 
 
 def _record_labels(spec: TaskSpec) -> LabelMap:

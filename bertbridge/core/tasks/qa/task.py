@@ -7,13 +7,17 @@ inside it (or the question has none). Head: ``span``.
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import Any, Mapping, Optional
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
 from bertbridge.core.backend import ModelSetup
+from bertbridge.core.data.streaming import chunked, count_lines
 from bertbridge.core.errors import DataError
+from bertbridge.core.io import progress
 from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.serving.protocol import qa_prediction
 from bertbridge.core.spec import TaskSpec
@@ -93,7 +97,9 @@ class QuestionAnsweringTask(Task):
             raise DataError(f"this model answers questions: bertbridge {args.command} runs it on one --question Q and one --context C.")
         return args.question[0], args.context[0]
 
-    def cli_predict(self, predictor: QuestionAnswerer, args: Any) -> list[dict[str, Any]]:
+    resumable_predict = True
+
+    def cli_predict(self, predictor: QuestionAnswerer, args: Any) -> Iterable[dict[str, Any]]:
         """Rows for ``--question/--context``, a jsonl of ``{question, context}``, or a SQuAD file (by id)."""
         if args.text or args.text_pair:
             raise DataError("this model answers questions: use --question Q --context C (or --input squad.json).")
@@ -103,24 +109,40 @@ class QuestionAnsweringTask(Task):
                                 "give one --context per --question.")
             pairs = list(zip(args.question, args.context))
             return [{"question": q, **r} for (q, _), r in zip(pairs, predictor.predict(pairs))]
+        skip = getattr(args, "skip", 0)
         if str(args.input).lower().endswith(".jsonl"):
-            items = _read_jsonl(args.input)
-            return [{"line": i + 1, **r} for i, r in enumerate(predictor.predict(items))]
+            return _answered_lines(predictor, Path(args.input), skip)
         squad = read_squad(args.input, require_answers=False)
-        predictions = predictor.answer(squad.examples, show_progress=len(squad.examples) > 100)
+        examples = squad.examples[skip:]
+        predictions = predictor.answer(examples, show_progress=len(examples) > 100) if examples else []
         return [{"id": p.id, **qa_prediction(p.text, probability(p), p.start, p.end)} for p in predictions]
 
 
-def _read_jsonl(path: str) -> list:
-    items = []
-    with open(path, encoding="utf-8") as fh:
+def _answered_lines(predictor: QuestionAnswerer, path: Path, skip: int) -> Iterator[dict[str, Any]]:
+    """One row per ``{question, context}`` line of a jsonl file after the first ``skip``, answered a
+    chunk at a time as the file is read."""
+    bar = progress.bar(max(count_lines(path) - skip, 0), "answering", unit="question")
+    try:
+        for chunk in chunked(itertools.islice(_jsonl_items(path), skip, None)):
+            for (line, _), row in zip(chunk, predictor.predict([item for _, item in chunk])):
+                yield {"line": line, **row}
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+
+
+def _jsonl_items(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror}).") from None
+    with fh:
         for n, line in enumerate(fh, start=1):
             if line.strip():
                 try:
-                    items.append(json.loads(line))
+                    yield n, json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}, line {n}: invalid JSON ({exc.msg}); one {{question, context}} object per line.") from None
-    return items
 
 
 def best_window_span(logits: np.ndarray, context: np.ndarray, max_length: int) -> tuple[int, int]:
