@@ -112,6 +112,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--image", help="inference image URI (default: the backend's SageMaker framework image)")
     d.add_argument("--wait", action="store_true", help="wait until the endpoint is InService")
 
+    x = sm.add_parser("transform", help="predict jsonl files in S3 with a batch transform job (offline, any size)")
+    x.add_argument("model", help="model folder, model.tar.gz, or s3:// URI of a model.tar.gz (then give --backend)")
+    x.add_argument("--input", required=True, dest="input_uri", help="s3:// prefix (or file) of jsonl inputs, one per line")
+    x.add_argument("--output", required=True, dest="output_uri", help="s3:// prefix for the outputs (one file per input file)")
+    x.add_argument("--role", required=True, help="IAM role ARN the job runs as")
+    x.add_argument("--instance-type", required=True, help="e.g. ml.m5.xlarge or ml.g5.xlarge")
+    x.add_argument("--instance-count", type=int, default=1)
+    x.add_argument("--job-name", help="default: bertbridge-<backend>-<time> (also the model's name)")
+    x.add_argument("--max-payload-mb", type=int, default=None,
+                   help="largest request, in MB (default: the serving limit, 5)")
+    x.add_argument("--backend", help="backend to serve with (default: the one that trained the model)")
+    x.add_argument("--bucket", help="S3 bucket for the model.tar.gz (default: the SageMaker default bucket)")
+    x.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    x.add_argument("--image", help="inference image URI (default: the backend's SageMaker framework image)")
+    x.add_argument("--wait", action="store_true", help="wait until the job ends")
+
     p = sub.add_parser("serve", help="serve a model over HTTP: GET /ping, POST /invocations")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
@@ -126,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds a request body may take to arrive after its headers (408 after that)")
     p.add_argument("--workers", type=int, default=1, help="processes serving the port, each with its own model (default 1)")
     p.add_argument("--threads", type=int, help="intra-op threads per process (default: every core, divided among --workers)")
+    p.add_argument("--max-inputs", type=int, help="inputs one request may hold (default 1024; 0: as many as fit "
+                                                   "--max-body-mb, as a batch transform sends them)")
 
     p = sub.add_parser("export", help="export a trained model for serving (ONNX, torch.export, a TF Serving SavedModel, ...)")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
@@ -299,6 +317,16 @@ def _sagemaker_command(args) -> int:
         print(json.dumps({"endpoint": done.endpoint_name, "image": done.image, "model_data": done.model_data,
                           "backend": done.backend}))
         return 0
+    if args.sagemaker_command == "transform":
+        from bertbridge.core.sagemaker.transform import MAX_PAYLOAD_MB, transform
+
+        job = transform(args.model, input_uri=args.input_uri, output_uri=args.output_uri, role=args.role,
+                        instance_type=args.instance_type, instance_count=args.instance_count, job_name=args.job_name,
+                        backend=args.backend, bucket=args.bucket, region=args.region, image=args.image,
+                        max_payload_mb=args.max_payload_mb or MAX_PAYLOAD_MB, wait=args.wait)
+        print(json.dumps({"transform_job": job.job_name, "model": job.model_name, "image": job.image,
+                          "model_data": job.model_data, "output": job.output, "backend": job.backend}))
+        return 0
     from bertbridge.core.sagemaker.launch import launch_training
 
     job = launch_training(args.spec, role=args.role, instance_type=args.instance_type, instance_count=args.instance_count,
@@ -310,7 +338,13 @@ def _sagemaker_command(args) -> int:
 
 
 def _serve(args) -> int:
+    from bertbridge.core.serving.protocol import MAX_INPUTS_ENV
     from bertbridge.core.serving.server import ServerConfig, serve
+
+    if args.max_inputs is not None:
+        if args.max_inputs < 0:
+            raise DataError(f"--max-inputs must be 0 (no count limit) or more, got {args.max_inputs}.")
+        os.environ[MAX_INPUTS_ENV] = str(args.max_inputs)  # read per request, here and in --workers processes
 
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                           header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout)

@@ -59,6 +59,68 @@ def _tarball_backend(path: Path) -> str:
         raise ArtifactError(f"{path}: not a readable model.tar.gz ({exc}). Pass the model folder instead.") from None
 
 
+@dataclass
+class SageMakerModel:
+    """A model created in SageMaker (what an endpoint or a transform job runs)."""
+
+    name: str
+    image: str
+    model_data: str
+    backend: str
+    client: Any  # the boto3 SageMaker client it was created with
+
+
+def create_model(
+    model,
+    *,
+    role: str,
+    instance_type: str,
+    name: Optional[str] = None,
+    backend: Optional[str] = None,
+    bucket: Optional[str] = None,
+    region: Optional[str] = None,
+    image: Optional[str] = None,
+    environment: Optional[dict[str, str]] = None,
+    boto_session: Any = None,
+) -> SageMakerModel:
+    """Upload the model (unless it is in S3 already) and create a SageMaker model ``name`` (default:
+    ``bertbridge-<backend>-<time>``) on the backend's inference image for ``instance_type``;
+    ``environment`` adds container variables."""
+    from bertbridge.core.sagemaker.local import pack_model
+
+    source = str(model)
+    if source.startswith("s3://"):
+        if not backend:
+            raise SpecError(f"{source}: a model in S3 does not say which backend made it; pass --backend "
+                            f"({', '.join(b.name for b in backends())}).")
+        chosen_name = backend
+    elif Path(source).is_dir():
+        chosen_name = backend or Manifest.read(Path(source)).backend
+    elif Path(source).is_file() and source.endswith((".tar.gz", ".tgz")):
+        check_archive(Path(source))  # before any use or upload
+        chosen_name = backend or _tarball_backend(Path(source))
+    else:
+        raise ArtifactError(f"{source}: not a model folder, a model.tar.gz or an s3:// URI. Pass the output_dir of a "
+                            "training run, run-local's output/model.tar.gz, or a training job's model artifact in S3.")
+    chosen = backends().get(chosen_name)
+    aws = aws_context(boto_session, region, bucket)
+    image = image or framework_image(chosen, "inference", aws.region, instance_type)
+    name = name or f"bertbridge-{chosen.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.startswith("s3://"):
+            model_data = source
+        else:
+            tarball = Path(source) if Path(source).is_file() else pack_model(chosen, Path(source), Path(tmp) / "model.tar.gz")
+            key = f"bertbridge/models/{name}/model.tar.gz"
+            aws.boto_session.client("s3").upload_file(str(tarball), aws.bucket, key)
+            model_data = f"s3://{aws.bucket}/{key}"
+    variables = {**chosen.serving_environment(), "SAGEMAKER_REGION": aws.region, **(environment or {})}
+    client = aws.boto_session.client("sagemaker")
+    client.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer={
+        "Image": image, "ModelDataUrl": model_data, "Environment": variables})
+    return SageMakerModel(name, image, model_data, chosen.name, client)
+
+
 def deploy(
     model,
     *,
@@ -74,45 +136,15 @@ def deploy(
     boto_session: Any = None,
 ) -> Deployment:
     """Upload the model (unless it is in S3 already) and create model, endpoint config and endpoint."""
-    from bertbridge.core.sagemaker.local import pack_model
-
     if instance_count < 1:
         raise SpecError(f"--instance-count must be at least 1, got {instance_count}.")
-    source = str(model)
-    if source.startswith("s3://"):
-        if not backend:
-            raise SpecError(f"{source}: a model in S3 does not say which backend made it; pass --backend "
-                            f"({', '.join(b.name for b in backends())}).")
-        name = backend
-    elif Path(source).is_dir():
-        name = backend or Manifest.read(Path(source)).backend
-    elif Path(source).is_file() and source.endswith((".tar.gz", ".tgz")):
-        check_archive(Path(source))  # before any use or upload
-        name = backend or _tarball_backend(Path(source))
-    else:
-        raise ArtifactError(f"{source}: not a model folder, a model.tar.gz or an s3:// URI. Pass the output_dir of a "
-                            "training run, run-local's output/model.tar.gz, or a training job's model artifact in S3.")
-    chosen = backends().get(name)
-    aws = aws_context(boto_session, region, bucket)
-    image = image or framework_image(chosen, "inference", aws.region, instance_type)
-    endpoint_name = endpoint_name or f"bertbridge-{chosen.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    prefix = f"bertbridge/endpoints/{endpoint_name}"
-    with tempfile.TemporaryDirectory() as tmp:
-        if source.startswith("s3://"):
-            model_data = source
-        else:
-            tarball = Path(source) if Path(source).is_file() else pack_model(chosen, Path(source), Path(tmp) / "model.tar.gz")
-            aws.boto_session.client("s3").upload_file(str(tarball), aws.bucket, f"{prefix}/model.tar.gz")
-            model_data = f"s3://{aws.bucket}/{prefix}/model.tar.gz"
-
-    environment = {**chosen.serving_environment(), "SAGEMAKER_REGION": aws.region}
-    client = aws.boto_session.client("sagemaker")
-    client.create_model(ModelName=endpoint_name, ExecutionRoleArn=role, PrimaryContainer={
-        "Image": image, "ModelDataUrl": model_data, "Environment": environment})
-    client.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": endpoint_name, "InitialInstanceCount": instance_count,
+    created = create_model(model, name=endpoint_name, role=role, instance_type=instance_type, backend=backend, bucket=bucket,
+                           region=region, image=image, boto_session=boto_session)
+    name, client = created.name, created.client
+    client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instance_count,
         "InstanceType": instance_type, "InitialVariantWeight": 1.0}])
-    client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name)
+    client.create_endpoint(EndpointName=name, EndpointConfigName=name)
     if wait:
-        client.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
-    return Deployment(endpoint_name, endpoint_name, image, model_data, chosen.name)
+        client.get_waiter("endpoint_in_service").wait(EndpointName=name)
+    return Deployment(name, name, created.image, created.model_data, created.backend)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from typing import Any, Optional, Sequence, Union
 
@@ -41,6 +42,15 @@ JSON = "application/json"
 JSONLINES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl", "application/x-ndjson")
 CSV = "text/csv"
 MAX_INPUTS = 1024
+MAX_INPUTS_ENV = "BERTBRIDGE_MAX_INPUTS"
+
+
+def max_inputs() -> int:
+    """Inputs one request may hold: ``BERTBRIDGE_MAX_INPUTS`` (0: no count limit, the body size bounds
+    it; a batch transform sets this, since its requests are as many records as fit its payload
+    size), else :data:`MAX_INPUTS`."""
+    value = os.environ.get(MAX_INPUTS_ENV, "").strip()
+    return int(value) if value.isdigit() else MAX_INPUTS
 
 Input = Union[str, tuple[str, str]]
 
@@ -127,8 +137,9 @@ def parse_items(body: Union[bytes, str], content_type: Optional[str]) -> list:
         raise RequestError(415, f"unsupported Content-Type {mime!r}; use {JSON}, {JSONLINES[0]} or {CSV}.")
     if not items:
         raise RequestError(400, "no inputs in the request; send at least one text.")
-    if len(items) > MAX_INPUTS:
-        raise RequestError(413, f"{len(items)} inputs in one request; send at most {MAX_INPUTS}.")
+    limit = max_inputs()
+    if limit and len(items) > limit:
+        raise RequestError(413, f"{len(items)} inputs in one request; send at most {limit}.")
     try:
         for i, item in enumerate(items):
             _check_unicode(item, i)
