@@ -53,12 +53,14 @@ def tiny_model(folder: Path) -> Path:
 def run_predict(model: Path, source: Path, out: Path) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of one ``bertbridge predict --input`` process."""
     argv = [sys.executable, "-m", "bertbridge", "predict", str(model), "--input", str(source), "--output", str(out)]
-    start = time.perf_counter()
-    job = subprocess.Popen(argv, env={**os.environ, "BERTBRIDGE_PROGRESS": "0"}, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(job.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bertbridge predict failed: {job.stderr.read().decode()[-2000:]}")
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot block on a full pipe
+        start = time.perf_counter()
+        job = subprocess.Popen(argv, env={**os.environ, "BERTBRIDGE_PROGRESS": "0"}, stderr=err)
+        _, status, usage = os.wait4(job.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"bertbridge predict failed: {err.read().decode()[-2000:]}")
     return usage.ru_maxrss / 1024, seconds
 
 

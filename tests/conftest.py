@@ -48,6 +48,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory):
+    """The tiny random BERT fine-tuned for 2 epochs on the toy sentences with PyTorch (a TextClassifier)."""
+    pytest.importorskip("torch")
+    import bertbridge
+
+    folder = tmp_path_factory.mktemp("tiny_classifier")
+    data = write_toy_data(folder)
+    return bertbridge.train(tiny_spec(write_random_bert(folder / "base"), data, folder / "model", epochs=2), backend="pytorch")
+
+
 @pytest.fixture()
 def toy_data(tmp_path) -> dict:
     """train.tsv (96 rows) and dev.tsv (32 rows) of keyword sentiment."""

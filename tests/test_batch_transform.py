@@ -3,37 +3,26 @@
 records per request as fit the payload limit, one output line per record, joined to its input."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 
 import pytest
 
-import bertbridge
 from bertbridge.testing import tiny
 
 pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("transform")
-    (folder / "data").mkdir()
-    data = tiny.toy_data(folder / "data")
-    return bertbridge.train(tiny.tiny_spec(tiny.write_random_bert(folder / "base"), data, folder / "model", epochs=2),
-                            backend="pytorch")
+def classifier(tiny_classifier):
+    return tiny_classifier
 
 
-def transform_agent(invoke, records: bytes, max_payload_bytes: int) -> tuple[bytes, int]:
+def transform_agent(invoke, records: bytes, max_payload_bytes: int) -> tuple[bytes, list[int]]:
     """What SageMaker's transform agent does with one input file for SplitType=Line,
     BatchStrategy=MultiRecord, AssembleWith=Line and JoinSource=Input: split on lines, post as many
     whole lines per request as fit ``max_payload_bytes``, split each response on lines (one per record),
     and join each record's input object with its output under ``SageMakerOutput``. Returns the
-    assembled output and the number of requests."""
+    assembled output and the number of records in each request."""
     lines = [line for line in records.split(b"\n") if line.strip()]
     payloads, current = [], []
     for line in lines:
@@ -49,7 +38,7 @@ def transform_agent(invoke, records: bytes, max_payload_bytes: int) -> tuple[byt
         assert len(outputs) == len(payload), f"{len(payload)} records in, {len(outputs)} lines out"
         for record, output in zip(payload, outputs):
             joined.append(json.dumps({**json.loads(record), "SageMakerOutput": json.loads(output)}).encode())
-    return b"\n".join(joined) + b"\n", len(payloads)
+    return b"\n".join(joined) + b"\n", [len(p) for p in payloads]
 
 
 def _records(n: int) -> bytes:
@@ -84,32 +73,16 @@ def test_serving_functions_answer_multi_record_jsonlines(classifier, monkeypatch
     with pytest.raises(Exception, match="inputs in one request; send at most 1024"):
         transform_agent(invoke, records, 64 * 1024)  # a real-time endpoint's count limit
     monkeypatch.setenv(MAX_INPUTS_ENV, "0")
-    out, requests = transform_agent(invoke, records, 64 * 1024)
-    assert 1 < requests < 3000 and len(records) // requests > 1024 // 2
+    out, sizes = transform_agent(invoke, records, 64 * 1024)
+    assert len(sizes) > 1 and max(sizes) > 1024  # several requests, over a real-time endpoint's count limit
     _check_joined(out, records, model)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_bertbridge_serve_answers_the_transform_agent(classifier):
-    port = _free_port()
-    argv = [sys.executable, "-m", "bertbridge", "serve", str(classifier.path), "--port", str(port), "--max-inputs", "0",
-            "--max-body-mb", "0.1"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "BERTBRIDGE_PROGRESS": "0"})
+    from test_server import _start_server
+
+    proc, port = _start_server(classifier.path, "--max-inputs", "0", "--max-body-mb", "0.1")
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
-                time.sleep(0.2)
 
         def invoke(body: bytes) -> bytes:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, method="POST", headers={
@@ -119,8 +92,8 @@ def test_bertbridge_serve_answers_the_transform_agent(classifier):
                 return response.read()
 
         records = _records(2500)
-        out, requests = transform_agent(invoke, records, 100 * 1024)
-        assert requests >= 2
+        out, sizes = transform_agent(invoke, records, 100 * 1024)
+        assert len(sizes) > 1 and max(sizes) > 1024
         _check_joined(out, records, classifier)
     finally:
         proc.terminate()
@@ -163,8 +136,17 @@ def test_create_transform_job_request(aws, classifier):
                     instance_type="ml.m5.xlarge", instance_count=2, job_name="sst2-offline", boto_session=session)
     container = captured["CreateModel"]["PrimaryContainer"]
     assert captured["CreateModel"]["ModelName"] == "sst2-offline" == job.model_name
-    assert container["Environment"]["BERTBRIDGE_MAX_INPUTS"] == "0"  # requests hold as many records as fit
+    assert "BERTBRIDGE_MAX_INPUTS" not in container["Environment"]  # an endpoint of this model keeps the real-time limit
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert "/bertbridge/transforms/sst2-offline/" in job.model_data
+    environment = captured["CreateTransformJob"].pop("Environment")
+    assert environment["BERTBRIDGE_MAX_INPUTS"] == "0"  # requests hold as many records as fit the payload
+    for name in ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_GUNICORN_TIMEOUT_SECONDS", "SAGEMAKER_NGINX_PROXY_READ_TIMEOUT_SECONDS"):
+        assert environment[name] == "3600"  # the model servers wait as long as the invocation may take
+    for name in ("TS_MAX_REQUEST_SIZE", "MMS_MAX_REQUEST_SIZE"):
+        assert int(environment[name]) > 5 * 1024 * 1024  # a full payload is accepted
+    for name in ("TS_MAX_RESPONSE_SIZE", "MMS_MAX_RESPONSE_SIZE"):
+        assert int(environment[name]) >= 3 * 5 * 1024 * 1024  # answers are longer than short input lines
     assert container["ModelDataUrl"] == job.model_data and container["Image"].endswith("pytorch-inference:2.3-cpu-py311")
     assert captured["CreateTransformJob"] == {
         "TransformJobName": "sst2-offline",

@@ -16,6 +16,7 @@ from bertbridge.core.cli import main
 from bertbridge.core.data import streaming
 from bertbridge.core.data.readers import iter_examples
 from bertbridge.core.errors import DataError
+from bertbridge.core.plugins.registry import tasks
 from bertbridge.core.spec import DataConfig
 from bertbridge.testing import tiny
 
@@ -25,12 +26,8 @@ WORDS = ["good", "lovely", "great", "dull", "awful", "boring", "the", "film", "p
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("streaming")
-    (folder / "data").mkdir()
-    data = tiny.toy_data(folder / "data")
-    return bertbridge.train(tiny.tiny_spec(tiny.write_random_bert(folder / "base"), data, folder / "model", epochs=2),
-                            backend="pytorch").path
+def classifier(tiny_classifier):
+    return tiny_classifier.path
 
 
 def _texts(n: int, seed: int = 0) -> list[str]:
@@ -114,6 +111,36 @@ def test_resume_drops_a_cut_line_and_appends_the_rest(classifier, tmp_path):
     assert partial.read_bytes() == before
 
 
+def test_rows_are_written_before_the_rest_of_the_input_is_read(classifier, tmp_path, monkeypatch):
+    """A bad line after the first chunk: the first chunk's rows are already in the output when the
+    error names the line (the whole file is not read first)."""
+    path = _jsonl(tmp_path / "in.jsonl", _texts(150, seed=3))
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("{oops\n")
+    monkeypatch.setattr(streaming, "PREDICT_CHUNK", 100)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(DataError, match=r"in\.jsonl, line 151: invalid JSON"):
+        main(["--debug", "predict", str(classifier), "--input", str(path), "--output", str(out)])
+    assert [r["line"] for r in _rows(out)] == list(range(1, 101))
+
+
+def test_resume_refuses_the_output_of_another_input(classifier, tmp_path, capsys):
+    path = _jsonl(tmp_path / "in.jsonl", _texts(5, seed=4))
+    other = tmp_path / "other.jsonl"
+    other.write_text("\n".join(json.dumps({"text": t}) for t in _texts(8, seed=5)) + "\n\n\n", encoding="utf-8")
+    longer = tmp_path / "longer.jsonl"
+    assert main(["predict", str(classifier), "--input", str(other), "--output", str(longer)]) == 0
+    before = longer.read_bytes()
+    assert main(["predict", str(classifier), "--input", str(path), "--output", str(longer), "--resume"]) == 2
+    assert "holds 8 rows" in capsys.readouterr().err and longer.read_bytes() == before  # more rows than the input has
+
+    shifted = tmp_path / "shifted.jsonl"  # 3 rows, the last for line 4 (a blank line in the other input), not line 3
+    shifted.write_text("".join(json.dumps({"line": n, "label": "positive"}) + "\n" for n in (1, 2, 4)), encoding="utf-8")
+    assert main(["predict", str(classifier), "--input", str(path), "--output", str(shifted), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "shifted.jsonl: holds 3 rows, the last with line 4" in err and "Run again without --resume" in err
+
+
 def test_resume_after_a_kill_neither_loses_nor_repeats_a_line(classifier, tmp_path):
     path = _jsonl(tmp_path / "in.jsonl", _texts(12000, seed=2))
     out = tmp_path / "out.jsonl"
@@ -159,3 +186,26 @@ def test_question_answering_jsonl_resumes_too(tmp_path):
     assert main(["predict", str(qa.path), "--input", str(path), "--output", str(partial), "--resume"]) == 0
     got, want = _rows(partial), _rows(full)
     assert [(r["line"], r["answer"]) for r in got] == [(r["line"], r["answer"]) for r in want] and len(got) == len(pairs)
+
+    gaps = tmp_path / "gaps.jsonl"  # "line" is the file's line number; a bad object is named by its line
+    gaps.write_text(json.dumps(pairs[0]) + "\n\n" + json.dumps(pairs[1]) + "\n" + json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(DataError, match=r"gaps\.jsonl, line 4: needs string fields 'question' and 'context'"):
+        list(tasks().get("question_answering").cli_predict(qa, _Args(gaps)))
+    rows = list(tasks().get("question_answering").cli_predict(qa, _Args(gaps, keep=3)))
+    assert [r["line"] for r in rows] == [1, 3]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl: no questions found"):
+        list(tasks().get("question_answering").cli_predict(qa, _Args(empty)))
+
+
+class _Args:
+    """``bertbridge predict``'s arguments for an --input file (the first ``keep`` lines of it, when given)."""
+
+    def __init__(self, path, keep=None):
+        if keep is not None:
+            kept = path.with_suffix(".kept.jsonl")
+            kept.write_text("".join(path.read_text().splitlines(keepends=True)[:keep]))
+            path = kept
+        self.input, self.output, self.skip, self.last_row = str(path), None, 0, None
+        self.text = self.text_pair = self.question = self.context = None

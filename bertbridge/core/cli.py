@@ -266,7 +266,7 @@ def _predict(args) -> int:
     task = tasks().get(model.manifest.task)
     if args.resume and not task.resumable_predict:
         raise DataError(f"{task.name} models cannot resume a prediction run (the task does not support it); run it again without --resume.")
-    args.skip = rows_done(Path(args.output)) if args.resume else 0
+    args.skip, args.last_row = rows_done(Path(args.output)) if args.resume else (0, None)
     try:
         out = open(args.output, "a" if args.resume else "w", encoding="utf-8") if args.output else sys.stdout
     except OSError as exc:
@@ -323,7 +323,7 @@ def _sagemaker_command(args) -> int:
         job = transform(args.model, input_uri=args.input_uri, output_uri=args.output_uri, role=args.role,
                         instance_type=args.instance_type, instance_count=args.instance_count, job_name=args.job_name,
                         backend=args.backend, bucket=args.bucket, region=args.region, image=args.image,
-                        max_payload_mb=args.max_payload_mb or MAX_PAYLOAD_MB, wait=args.wait)
+                        max_payload_mb=MAX_PAYLOAD_MB if args.max_payload_mb is None else args.max_payload_mb, wait=args.wait)
         print(json.dumps({"transform_job": job.job_name, "model": job.model_name, "image": job.image,
                           "model_data": job.model_data, "output": job.output, "backend": job.backend}))
         return 0

@@ -84,13 +84,12 @@ def iter_examples(
     require_labels: bool = True,
 ) -> Iterator[Example]:
     """The examples of ``path`` one at a time, as :func:`read_examples` reads them, from a file read
-    line by line: memory stays flat on a file of any length (UTF-16 and UTF-32 files are decoded
-    whole). Errors come when the line that causes them is reached."""
+    line by line: memory stays flat on a file of any length. Errors come when the line that causes them is reached."""
     path = Path(path)
     fmt = infer_format(path, cfg.format)
     if fmt not in TEXT_FORMATS:
         raise DataError(f"{path}: {fmt} files hold tokenized features, not text; give a csv, tsv or jsonl file here.")
-    lines = _decoded_lines(path, cfg.encoding, split_cr=fmt != "jsonl")
+    lines = decoded_lines(path, cfg.encoding, split_cr=fmt != "jsonl")
     rows = _jsonl_rows(path, lines) if fmt == "jsonl" else _table_rows(path, lines, fmt, cfg)
     for line, get in rows:
         yield _example(path, line, get, cfg, multi_label, require_labels)
@@ -106,9 +105,10 @@ def _codec(encoding: str) -> str:
         raise DataError(f"data.encoding {encoding!r} is not a known text encoding (try utf-8 or latin-1).") from None
 
 
-def _decoded_lines(path: Path, encoding: str, *, split_cr: bool) -> Iterator[str]:
-    """The file's lines as text, newlines kept, read one line at a time. ``split_cr``: a lone ``\r``
-    ends a line too (csv/tsv, as ``newline=''`` reads them); jsonl splits on ``\n`` only."""
+def decoded_lines(path: Path, encoding: str, *, split_cr: bool) -> Iterator[str]:
+    """The file's lines as text, newlines kept, decoded as they are read (any codec). ``split_cr``: a
+    lone ``\\r`` ends a line too (csv/tsv, read as ``newline=''`` reads them); jsonl splits on ``\\n``
+    only. Bytes that are not valid ``encoding`` are a DataError naming the line and byte offset."""
     codec = _codec(encoding)
     try:
         fh = path.open("rb")
@@ -116,22 +116,12 @@ def _decoded_lines(path: Path, encoding: str, *, split_cr: bool) -> Iterator[str
         raise DataError(f"{path}: file not found. Check the data paths in the spec (they are relative to the spec file).") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder; data paths must name a csv, tsv or jsonl file.") from None
-    with fh:
-        if codec.startswith(("utf-16", "utf-32")):  # newlines are not single bytes there: decode the whole file
-            text = _decode(path, fh.read(), encoding, codec)
-            yield from io.StringIO(text, newline="" if split_cr else "\n")
-            return
-        offset = 0
-        for number, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode(codec)
-            except UnicodeDecodeError as exc:
-                raise DataError(_bad_bytes(path, number, offset + exc.start, raw[exc.start:exc.start + 4], encoding)) from None
-            offset += len(raw)
-            if split_cr and "\r" in text.rstrip("\r\n"):
-                yield from io.StringIO(text, newline="")
-            else:
-                yield text
+    with io.TextIOWrapper(fh, encoding=codec, newline="" if split_cr else "\n") as text:
+        try:
+            yield from text
+        except UnicodeDecodeError:
+            _decode(path, path.read_bytes(), encoding, codec)  # find the line and offset (raises)
+            raise
 
 
 def _decode(path: Path, raw: bytes, encoding: str, codec: str) -> str:

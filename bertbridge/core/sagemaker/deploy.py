@@ -80,12 +80,12 @@ def create_model(
     bucket: Optional[str] = None,
     region: Optional[str] = None,
     image: Optional[str] = None,
-    environment: Optional[dict[str, str]] = None,
+    s3_folder: str = "endpoints",
     boto_session: Any = None,
 ) -> SageMakerModel:
     """Upload the model (unless it is in S3 already) and create a SageMaker model ``name`` (default:
-    ``bertbridge-<backend>-<time>``) on the backend's inference image for ``instance_type``;
-    ``environment`` adds container variables."""
+    ``bertbridge-<backend>-<time>``) on the backend's inference image for ``instance_type``; a model
+    folder or tarball goes to ``s3://<bucket>/bertbridge/<s3_folder>/<name>/model.tar.gz``."""
     from bertbridge.core.sagemaker.local import pack_model
 
     source = str(model)
@@ -111,10 +111,10 @@ def create_model(
             model_data = source
         else:
             tarball = Path(source) if Path(source).is_file() else pack_model(chosen, Path(source), Path(tmp) / "model.tar.gz")
-            key = f"bertbridge/models/{name}/model.tar.gz"
+            key = f"bertbridge/{s3_folder}/{name}/model.tar.gz"
             aws.boto_session.client("s3").upload_file(str(tarball), aws.bucket, key)
             model_data = f"s3://{aws.bucket}/{key}"
-    variables = {**chosen.serving_environment(), "SAGEMAKER_REGION": aws.region, **(environment or {})}
+    variables = {**chosen.serving_environment(), "SAGEMAKER_REGION": aws.region}
     client = aws.boto_session.client("sagemaker")
     client.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer={
         "Image": image, "ModelDataUrl": model_data, "Environment": variables})

@@ -31,12 +31,28 @@ from bertbridge.core.serving.protocol import JSONLINES, MAX_INPUTS_ENV
 from bertbridge.core.serving.server import ServerConfig
 
 MAX_PAYLOAD_MB = ServerConfig().max_body_bytes // (1024 * 1024)
-"""Requests are at most this large: the request-size limit of ``bertbridge serve`` (5 MB); the
-framework containers accept more (TorchServe: 6.25 MB)."""
+"""Requests are at most this large by default: the request-size limit of ``bertbridge serve`` (5 MB)."""
 
 INVOCATION_TIMEOUT_S = 3600
-"""How long one request may take (SageMaker's maximum): a full payload of long texts on a CPU
-instance takes minutes."""
+"""How long one request may take (SageMaker's maximum): a full payload of short texts is tens of
+thousands of records, minutes on a CPU instance."""
+
+
+def container_environment(max_payload_mb: int) -> dict[str, str]:
+    """The transform job's container variables: no count limit on a request's records (the payload
+    size bounds them), the model servers' request and response size limits raised to fit a payload
+    (an answer line can be longer than its input line) and their timeouts to the invocation timeout:
+    TorchServe (PyTorch image), Multi Model Server (MXNet image), and gunicorn + nginx (TF Serving image)."""
+    request_bytes = max_payload_mb * 1024 * 1024 + 65536
+    response_bytes = 4 * request_bytes
+    timeout = str(INVOCATION_TIMEOUT_S)
+    return {
+        MAX_INPUTS_ENV: "0",
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": timeout,
+        "TS_MAX_REQUEST_SIZE": str(request_bytes), "TS_MAX_RESPONSE_SIZE": str(response_bytes),
+        "MMS_MAX_REQUEST_SIZE": str(request_bytes), "MMS_MAX_RESPONSE_SIZE": str(response_bytes),
+        "SAGEMAKER_GUNICORN_TIMEOUT_SECONDS": timeout, "SAGEMAKER_NGINX_PROXY_READ_TIMEOUT_SECONDS": timeout,
+    }
 
 
 @dataclass
@@ -75,7 +91,7 @@ def transform(
     if not 1 <= max_payload_mb <= 100:
         raise SpecError(f"--max-payload-mb must be between 1 and 100 (SageMaker's range), got {max_payload_mb}.")
     created = create_model(model, name=job_name, role=role, instance_type=instance_type, backend=backend, bucket=bucket,
-                           region=region, image=image, environment={MAX_INPUTS_ENV: "0"}, boto_session=boto_session)
+                           region=region, image=image, s3_folder="transforms", boto_session=boto_session)
     name = job_name or created.name
     created.client.create_transform_job(**transform_request(name, created.name, input_uri, output_uri, instance_type,
                                                             instance_count, max_payload_mb))
@@ -87,12 +103,14 @@ def transform(
 def transform_request(job_name: str, model_name: str, input_uri: str, output_uri: str, instance_type: str,
                       instance_count: int, max_payload_mb: int) -> dict:
     """The CreateTransformJob request: jsonlines split on lines, several records per request,
-    one output line per input line, each joined to its input."""
+    one output line per input line, each joined to its input; the limits of :func:`container_environment`
+    are the job's, so an endpoint made from the same model keeps the real-time ones."""
     return {
         "TransformJobName": job_name,
         "ModelName": model_name,
         "BatchStrategy": "MultiRecord",
         "MaxPayloadInMB": max_payload_mb,
+        "Environment": container_environment(max_payload_mb),
         "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S, "InvocationsMaxRetries": 1},
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},

@@ -50,7 +50,13 @@ def max_inputs() -> int:
     it; a batch transform sets this, since its requests are as many records as fit its payload
     size), else :data:`MAX_INPUTS`."""
     value = os.environ.get(MAX_INPUTS_ENV, "").strip()
-    return int(value) if value.isdigit() else MAX_INPUTS
+    try:
+        limit = int(value) if value else MAX_INPUTS
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise RequestError(500, f"the server's {MAX_INPUTS_ENV}={value!r} is not a count: set it to 0 (no limit) or more.")
+    return limit
 
 Input = Union[str, tuple[str, str]]
 

@@ -6,7 +6,6 @@ TFRecord shards made by :meth:`ClassificationTask.export_tfrecord`. Head: ``sequ
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
@@ -14,7 +13,7 @@ from bertbridge.core.backend import ModelSetup
 from bertbridge.core.data import tfrecord
 from bertbridge.core.data.labels import LabelMap
 from bertbridge.core.data.readers import infer_format, iter_examples, read_examples
-from bertbridge.core.data.streaming import chunked, count_lines
+from bertbridge.core.data.streaming import chunked, count_lines, skip_done
 from bertbridge.core.errors import DataError, SpecError
 from bertbridge.core.io import progress
 from bertbridge.core.io.artifacts import Manifest
@@ -139,14 +138,17 @@ class ClassificationTask(Task):
                 raise DataError(f"got {len(args.text)} --text but {len(args.text_pair)} --text-pair; give one --text-pair per --text.")
             inputs = list(zip(args.text, args.text_pair)) if args.text_pair else list(args.text)
             return [{"text": t if isinstance(t, str) else t[0], **r} for t, r in zip(inputs, predictor.predict(inputs))]
-        return _predicted_rows(predictor, Path(args.input), skip=getattr(args, "skip", 0))
+        return _predicted_rows(predictor, Path(args.input), args)
 
 
-def _predicted_rows(predictor: TextClassifier, path: Path, skip: int = 0) -> Iterator[dict[str, Any]]:
-    """One row per input row of ``path`` after the first ``skip``, predicted a chunk at a time as the
-    file is read (memory stays flat on any length)."""
-    examples = itertools.islice(iter_examples(path, predictor.data_config(), require_labels=False), skip, None)
-    bar = progress.bar(max(count_lines(path) - skip, 0), "predicting", unit="row")
+def _predicted_rows(predictor: TextClassifier, path: Path, args: Any) -> Iterator[dict[str, Any]]:
+    """One row per input row of ``path``, predicted a chunk at a time as the file is read (memory stays
+    flat on any length); with ``args.skip`` (``--resume``), after the rows the output already holds."""
+    skip = getattr(args, "skip", 0)
+    examples = iter_examples(path, predictor.data_config(), require_labels=False)
+    if skip:
+        examples = skip_done(examples, skip, getattr(args, "last_row", None), ("line", lambda e: e.line), Path(args.output))
+    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() else None, "predicting", unit="row")
     done = skip
     try:
         for chunk in chunked(examples):

@@ -7,7 +7,6 @@ inside it (or the question has none). Head: ``span``.
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
@@ -15,11 +14,12 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 import numpy as np
 
 from bertbridge.core.backend import ModelSetup
-from bertbridge.core.data.streaming import chunked, count_lines
+from bertbridge.core.data.readers import decoded_lines
+from bertbridge.core.data.streaming import chunked, count_lines, skip_done
 from bertbridge.core.errors import DataError
 from bertbridge.core.io import progress
 from bertbridge.core.io.artifacts import Manifest
-from bertbridge.core.serving.protocol import qa_prediction
+from bertbridge.core.serving.protocol import RequestError, normalize_qa_inputs, qa_prediction
 from bertbridge.core.spec import TaskSpec
 from bertbridge.core.task import Task, TaskData
 from bertbridge.core.tasks.qa.features import check_window_settings
@@ -109,40 +109,49 @@ class QuestionAnsweringTask(Task):
                                 "give one --context per --question.")
             pairs = list(zip(args.question, args.context))
             return [{"question": q, **r} for (q, _), r in zip(pairs, predictor.predict(pairs))]
-        skip = getattr(args, "skip", 0)
+        skip, last = getattr(args, "skip", 0), getattr(args, "last_row", None)
         if str(args.input).lower().endswith(".jsonl"):
-            return _answered_lines(predictor, Path(args.input), skip)
-        squad = read_squad(args.input, require_answers=False)
-        examples = squad.examples[skip:]
+            return _answered_lines(predictor, Path(args.input), skip, last, args)
+        squad = read_squad(args.input, require_answers=False)  # one JSON document: read and answered whole
+        examples = list(skip_done(squad.examples, skip, last, ("id", lambda e: e.id), Path(args.output or "")))
         predictions = predictor.answer(examples, show_progress=len(examples) > 100) if examples else []
         return [{"id": p.id, **qa_prediction(p.text, probability(p), p.start, p.end)} for p in predictions]
 
 
-def _answered_lines(predictor: QuestionAnswerer, path: Path, skip: int) -> Iterator[dict[str, Any]]:
-    """One row per ``{question, context}`` line of a jsonl file after the first ``skip``, answered a
-    chunk at a time as the file is read."""
-    bar = progress.bar(max(count_lines(path) - skip, 0), "answering", unit="question")
+def _answered_lines(predictor: QuestionAnswerer, path: Path, skip: int, last: Optional[dict], args: Any) -> Iterator[dict[str, Any]]:
+    """One row per ``{question, context}`` line of a jsonl file, answered a chunk at a time as the file is
+    read; with ``skip`` (``--resume``), after the rows the output already holds."""
+    items = _jsonl_items(path)
+    if skip:
+        items = skip_done(items, skip, last, ("line", lambda item: item[0]), Path(args.output))
+    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() else None, "answering", unit="question")
+    done = skip
     try:
-        for chunk in chunked(itertools.islice(_jsonl_items(path), skip, None)):
-            for (line, _), row in zip(chunk, predictor.predict([item for _, item in chunk])):
+        for chunk in chunked(items):
+            for (line, _), row in zip(chunk, predictor.predict([pair for _, pair in chunk])):
                 yield {"line": line, **row}
+            done += len(chunk)
             bar.update(len(chunk))
     finally:
         bar.close()
+    if done == 0:
+        raise DataError(f"{path}: no questions found; give one {{\"question\": ..., \"context\": ...}} object per line.")
 
 
-def _jsonl_items(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror}).") from None
-    with fh:
-        for n, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}, line {n}: invalid JSON ({exc.msg}); one {{question, context}} object per line.") from None
+def _jsonl_items(path: Path) -> Iterator[tuple[int, tuple[str, str]]]:
+    """``(line number, (question, context))`` of each non-blank line; a bad line is a DataError naming it."""
+    for n, line in enumerate(decoded_lines(path, "utf-8", split_cr=False), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {n}: invalid JSON ({exc.msg}); one {{question, context}} object per line.") from None
+        try:
+            (pair,) = normalize_qa_inputs([item])
+        except RequestError as exc:
+            raise DataError(f"{path}, line {n}: {exc.message.removeprefix('input 0: ')}") from None
+        yield n, pair
 
 
 def best_window_span(logits: np.ndarray, context: np.ndarray, max_length: int) -> tuple[int, int]:
