@@ -19,6 +19,8 @@ Prints one JSON line::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -82,7 +84,8 @@ def main() -> None:
     texts = sentences()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = tiny_model(tmp / "tiny")
+        with contextlib.redirect_stdout(io.StringIO()):  # keep stdout to the one JSON line
+            model = tiny_model(tmp / "tiny")
         line = {"bench": "predict_stream", "model": "tiny random BERT (2 layers, hidden 32)"}
         for name, lines in (("small", args.small), ("large", args.large)):
             source = write_input(tmp / f"{name}.jsonl", lines, texts)
