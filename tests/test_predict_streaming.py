@@ -142,6 +142,22 @@ def test_resume_refuses_the_output_of_another_input(classifier, tmp_path, capsys
     assert "shifted.jsonl: holds 3 rows, the last with line 4" in err and "Run again without --resume" in err
 
 
+def test_a_refused_resume_leaves_the_file_as_it_was(classifier, tmp_path, capsys):
+    path = _jsonl(tmp_path / "in.jsonl", _texts(5, seed=6))
+    for content in (b"[1, 2, 3]", b"some notes\nwithout an ending"):  # not an output of bertbridge predict
+        target = tmp_path / "notes.json"
+        target.write_bytes(content)
+        assert main(["predict", str(classifier), "--input", str(path), "--output", str(target), "--resume"]) == 2
+        assert "--resume continues only an output" in capsys.readouterr().err
+        assert target.read_bytes() == content
+
+
+def test_with_a_progress_bar_a_missing_input_is_still_a_clear_error(classifier, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BERTBRIDGE_PROGRESS", "1")
+    assert main(["predict", str(classifier), "--input", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl: file not found" in capsys.readouterr().err
+
+
 def test_resume_after_a_kill_neither_loses_nor_repeats_a_line(classifier, tmp_path):
     path = _jsonl(tmp_path / "in.jsonl", _texts(12000, seed=2))
     out = tmp_path / "out.jsonl"

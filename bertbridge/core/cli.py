@@ -255,7 +255,7 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from bertbridge.core.api import load
-    from bertbridge.core.data.streaming import rows_done
+    from bertbridge.core.data.streaming import drop_cut_line, rows_done
     from bertbridge.core.plugins.registry import tasks
 
     if args.input and args.text_pair:  # checked before --output is opened (and truncated)
@@ -266,16 +266,25 @@ def _predict(args) -> int:
     task = tasks().get(model.manifest.task)
     if args.resume and not task.resumable_predict:
         raise DataError(f"{task.name} models cannot resume a prediction run (the task does not support it); run it again without --resume.")
-    args.skip, args.last_row = rows_done(Path(args.output)) if args.resume else (0, None)
-    try:
-        out = open(args.output, "a" if args.resume else "w", encoding="utf-8") if args.output else sys.stdout
-    except OSError as exc:
-        raise DataError(f"{args.output}: cannot write predictions there ({exc.strerror}). Check that the folder exists.") from None
+    written = rows_done(Path(args.output)) if args.resume else None
+    args.skip, args.last_row = (written.rows, written.last) if written else (0, None)
+
+    def open_output():  # at the first row: a refused --resume leaves the file as it was
+        if written:
+            drop_cut_line(Path(args.output), written)
+        try:
+            return open(args.output, "a" if args.resume else "w", encoding="utf-8") if args.output else sys.stdout
+        except OSError as exc:
+            raise DataError(f"{args.output}: cannot write predictions there ({exc.strerror}). Check that the folder exists.") from None
+
+    out = None
     try:
         for row in task.cli_predict(model, args):
+            out = out or open_output()
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out = out or open_output()
     finally:
-        if args.output:
+        if args.output and out is not None:
             out.close()
     return 0
 
@@ -338,6 +347,7 @@ def _sagemaker_command(args) -> int:
 
 
 def _serve(args) -> int:
+    from bertbridge.core.serving.handlers import check_max_inputs
     from bertbridge.core.serving.protocol import MAX_INPUTS_ENV
     from bertbridge.core.serving.server import ServerConfig, serve
 
@@ -345,6 +355,7 @@ def _serve(args) -> int:
         if args.max_inputs < 0:
             raise DataError(f"--max-inputs must be 0 (no count limit) or more, got {args.max_inputs}.")
         os.environ[MAX_INPUTS_ENV] = str(args.max_inputs)  # read per request, here and in --workers processes
+    check_max_inputs()
 
     config = ServerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                           header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout)

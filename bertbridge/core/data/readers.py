@@ -120,16 +120,24 @@ def decoded_lines(path: Path, encoding: str, *, split_cr: bool) -> Iterator[str]
         try:
             yield from text
         except UnicodeDecodeError:
-            _decode(path, path.read_bytes(), encoding, codec)  # find the line and offset (raises)
-            raise
+            raise DataError(_bad_bytes(path, *_first_bad_bytes(path, codec), encoding)) from None
 
 
-def _decode(path: Path, raw: bytes, encoding: str, codec: str) -> str:
-    try:
-        return raw.decode(codec)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(_bad_bytes(path, line, exc.start, raw[exc.start:exc.start + 4], encoding)) from None
+def _first_bad_bytes(path: Path, codec: str) -> tuple[int, int, bytes]:
+    """``(line, byte offset, bytes)`` of the first bytes of ``path`` that ``codec`` cannot decode, found
+    by decoding it again a block at a time."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    offset, lines = 0, 1
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                start = max(0, min(exc.start, len(block)))
+                return lines + block[:start].count(b"\n"), offset + start, block[start:start + 4]
+            lines += block.count(b"\n")
+            offset += len(block)
+    return lines, offset, b""
 
 
 def _bad_bytes(path: Path, line: int, offset: int, sample: bytes, encoding: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
@@ -41,40 +42,58 @@ def count_lines(path: Path) -> int:
     return lines + (last != b"\n")
 
 
-def rows_done(path: Path) -> tuple[int, Optional[dict]]:
-    """How many complete lines ``path`` holds (0 when it does not exist) and the last one, parsed. A
-    last line without its newline, cut short when a run was killed, is removed from the file so the
-    run can append."""
+@dataclass(frozen=True)
+class Written:
+    """What an earlier run's output holds: ``rows`` complete lines, the ``last`` one parsed, and where
+    they end (``end``: a line cut short by a kill starts there)."""
+
+    rows: int
+    last: Optional[dict]
+    end: int
+
+
+def rows_done(path: Path) -> Written:
+    """What ``path`` holds (nothing when it does not exist), read without changing it; see :func:`drop_cut_line`."""
     path = Path(path)
     if not path.exists():
-        return 0, None
+        return Written(0, None, 0)
     if not path.is_file():
         raise DataError(f"{path}: --resume needs the output file of an earlier run, but this is not a file.")
-    lines, end, offset = 0, 0, 0
+    lines, start, end, offset = 0, 0, 0, 0
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):
             lines += block.count(b"\n")
             cut = block.rfind(b"\n")
             if cut >= 0:
+                before = block.rfind(b"\n", 0, cut)
+                start = offset + before + 1 if before >= 0 else end  # where the last complete line starts
                 end = offset + cut + 1
             offset += len(block)
-    if end < offset:
-        os.truncate(path, end)
-    return lines, _last_row(path, end) if lines else None
+        if end < offset:  # a cut line: refuse a file that is not an output of this command
+            fh.seek(end)
+            if not fh.read(2).startswith(b"{"):
+                raise DataError(f"{path}: ends with a line that is not a prediction row of bertbridge predict; --resume "
+                                "continues only an output it wrote. Run again without --resume, or with another --output.")
+        if not lines:
+            return Written(0, None, end)
+        fh.seek(start)
+        return Written(lines, _row(path, fh.read(end - start)), end)
 
 
-def _last_row(path: Path, end: int) -> dict:
-    with path.open("rb") as fh:
-        fh.seek(max(0, end - _BLOCK))
-        tail = fh.read(end - fh.tell())
-    line = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+def drop_cut_line(path: Path, written: Written) -> None:
+    """Remove a last line cut short by a kill (after ``written.end``), so the run can append."""
+    if Path(path).exists() and Path(path).stat().st_size > written.end:
+        os.truncate(path, written.end)
+
+
+def _row(path: Path, line: bytes) -> dict:
     try:
         row = json.loads(line)
     except ValueError:
         row = None
     if not isinstance(row, dict):
         raise DataError(f"{path}: the last line is not a prediction row of bertbridge predict; --resume continues only "
-                        "an output that bertbridge predict wrote. Run again without --resume.")
+                        "an output that bertbridge predict wrote. Run again without --resume, or with another --output.")
     return row
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Optional, Union
 
 from bertbridge.core.api import load
-from bertbridge.core.errors import BertbridgeError
+from bertbridge.core.errors import BertbridgeError, SpecError
 from bertbridge.core.serving import protocol as serving
 from bertbridge.core.task import Predictor
 
@@ -29,8 +29,17 @@ def _client_error(exc: Exception) -> Exception:
     return GenericInferenceToolkitError(status, message)
 
 
+def check_max_inputs() -> None:
+    """Refuse to start with a ``BERTBRIDGE_MAX_INPUTS`` that is not a count (else every request would fail)."""
+    try:
+        serving.max_inputs()
+    except serving.RequestError as exc:
+        raise SpecError(exc.message) from None
+
+
 def model_fn(model_dir: str) -> Predictor:
     """Load the model folder (``/opt/ml/model`` in a container), whatever its task."""
+    check_max_inputs()
     return load(model_dir)
 
 

@@ -148,7 +148,7 @@ def _predicted_rows(predictor: TextClassifier, path: Path, args: Any) -> Iterato
     examples = iter_examples(path, predictor.data_config(), require_labels=False)
     if skip:
         examples = skip_done(examples, skip, getattr(args, "last_row", None), ("line", lambda e: e.line), Path(args.output))
-    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() else None, "predicting", unit="row")
+    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() and path.is_file() else None, "predicting", unit="row")
     done = skip
     try:
         for chunk in chunked(examples):

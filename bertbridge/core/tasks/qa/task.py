@@ -124,7 +124,7 @@ def _answered_lines(predictor: QuestionAnswerer, path: Path, skip: int, last: Op
     items = _jsonl_items(path)
     if skip:
         items = skip_done(items, skip, last, ("line", lambda item: item[0]), Path(args.output))
-    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() else None, "answering", unit="question")
+    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() and path.is_file() else None, "answering", unit="question")
     done = skip
     try:
         for chunk in chunked(items):
