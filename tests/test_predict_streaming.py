@@ -144,11 +144,13 @@ def test_resume_refuses_the_output_of_another_input(classifier, tmp_path, capsys
 
 def test_a_refused_resume_leaves_the_file_as_it_was(classifier, tmp_path, capsys):
     path = _jsonl(tmp_path / "in.jsonl", _texts(5, seed=6))
-    for content in (b"[1, 2, 3]", b"some notes\nwithout an ending"):  # not an output of bertbridge predict
+    for content, message in ((b"[1, 2, 3]", "--resume continues only an output"),  # not an output of bertbridge predict
+                             (b"some notes\nwithout an ending", "--resume continues only an output"),
+                             (b'{"line": 9, "label": "x"}\n{"line": 1', "holds 1 rows, the last with line 9")):  # another input's
         target = tmp_path / "notes.json"
         target.write_bytes(content)
         assert main(["predict", str(classifier), "--input", str(path), "--output", str(target), "--resume"]) == 2
-        assert "--resume continues only an output" in capsys.readouterr().err
+        assert message in capsys.readouterr().err
         assert target.read_bytes() == content
 
 
