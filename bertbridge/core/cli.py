@@ -262,6 +262,11 @@ def _predict(args) -> int:
         raise DataError("--text-pair goes with --text; with --input, pairs come from the file's text_pair column.")
     if args.resume and not (args.input and args.output):
         raise DataError("--resume continues the --output file of a run over an --input file: give both.")
+    if args.output:  # checked before the model loads (the file itself is opened at the first row)
+        folder = Path(args.output).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            reason = "no such folder" if not folder.is_dir() else "the folder is not writable"
+            raise DataError(f"{args.output}: cannot write predictions there ({reason}). Check that the folder exists.")
     model = load(args.model, backend=args.backend)
     task = tasks().get(model.manifest.task)
     if args.resume and not task.resumable_predict:
