@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from bertbridge.core.errors import DataError
+from bertbridge.core.io import progress
 
 T = TypeVar("T")
 
@@ -30,6 +31,30 @@ def chunked(items: Iterable[T], size: Optional[int] = None) -> Iterator[list[T]]
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+def predict_lines(items: Iterable[tuple[int, Any]], predict: Callable[[list], list[dict]], path: Path, args: Any, *,
+                  unit: str, empty: str) -> Iterator[dict]:
+    """``{"line": n, **prediction}`` for each ``(line number, input)`` of ``items`` (read from ``path``),
+    predicted a chunk at a time as the file is read, with a progress bar counting ``unit``. With
+    ``args.skip`` (``--resume``), after the rows the output (``args.output``, last row ``args.last_row``)
+    already holds. A file with no input at all is a DataError saying ``empty``."""
+    skip = getattr(args, "skip", 0)
+    if skip:
+        items = skip_done(items, skip, getattr(args, "last_row", None), ("line", lambda item: item[0]), Path(args.output))
+    total = max(count_lines(path) - skip, 0) if progress.enabled() and path.is_file() else None
+    bar = progress.bar(total, "predicting", unit=unit)
+    done = skip
+    try:
+        for chunk in chunked(items):
+            for (line, _), row in zip(chunk, predict([value for _, value in chunk])):
+                yield {"line": line, **row}
+            done += len(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    if done == 0:
+        raise DataError(f"{path}: {empty}")
 
 
 def count_lines(path: Path) -> int:

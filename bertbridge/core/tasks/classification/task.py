@@ -13,9 +13,8 @@ from bertbridge.core.backend import ModelSetup
 from bertbridge.core.data import tfrecord
 from bertbridge.core.data.labels import LabelMap
 from bertbridge.core.data.readers import infer_format, iter_examples, read_examples
-from bertbridge.core.data.streaming import chunked, count_lines, skip_done
+from bertbridge.core.data.streaming import predict_lines
 from bertbridge.core.errors import DataError, SpecError
-from bertbridge.core.io import progress
 from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.spec import TaskSpec
 from bertbridge.core.task import Task, TaskData
@@ -142,25 +141,11 @@ class ClassificationTask(Task):
 
 
 def _predicted_rows(predictor: TextClassifier, path: Path, args: Any) -> Iterator[dict[str, Any]]:
-    """One row per input row of ``path``, predicted a chunk at a time as the file is read (memory stays
-    flat on any length); with ``args.skip`` (``--resume``), after the rows the output already holds."""
-    skip = getattr(args, "skip", 0)
+    """One row per input row of ``path``, predicted as the file is read (memory stays flat on any length)."""
     examples = iter_examples(path, predictor.data_config(), require_labels=False)
-    if skip:
-        examples = skip_done(examples, skip, getattr(args, "last_row", None), ("line", lambda e: e.line), Path(args.output))
-    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() and path.is_file() else None, "predicting", unit="row")
-    done = skip
-    try:
-        for chunk in chunked(examples):
-            texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in chunk]
-            for example, row in zip(chunk, predictor.predict(texts)):
-                yield {"line": example.line, **row}
-            done += len(chunk)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    if done == 0:
-        raise DataError(f"{path}: no examples found. Check that the file is not empty and that data.header is right.")
+    items = ((e.line, e.text if e.text_pair is None else (e.text, e.text_pair)) for e in examples)
+    return predict_lines(items, predictor.predict, path, args, unit="row",
+                         empty="no examples found. Check that the file is not empty and that data.header is right.")
 
 
 def _record_labels(spec: TaskSpec) -> LabelMap:

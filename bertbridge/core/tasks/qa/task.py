@@ -15,9 +15,8 @@ import numpy as np
 
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.data.readers import decoded_lines
-from bertbridge.core.data.streaming import chunked, count_lines, skip_done
+from bertbridge.core.data.streaming import predict_lines, skip_done
 from bertbridge.core.errors import DataError
-from bertbridge.core.io import progress
 from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.serving.protocol import RequestError, normalize_qa_inputs, qa_prediction
 from bertbridge.core.spec import TaskSpec
@@ -111,31 +110,17 @@ class QuestionAnsweringTask(Task):
             return [{"question": q, **r} for (q, _), r in zip(pairs, predictor.predict(pairs))]
         skip, last = getattr(args, "skip", 0), getattr(args, "last_row", None)
         if str(args.input).lower().endswith(".jsonl"):
-            return _answered_lines(predictor, Path(args.input), skip, last, args)
+            return _answered_lines(predictor, Path(args.input), args)
         squad = read_squad(args.input, require_answers=False)  # one JSON document: read and answered whole
         examples = list(skip_done(squad.examples, skip, last, ("id", lambda e: e.id), Path(args.output or "")))
         predictions = predictor.answer(examples, show_progress=len(examples) > 100) if examples else []
         return [{"id": p.id, **qa_prediction(p.text, probability(p), p.start, p.end)} for p in predictions]
 
 
-def _answered_lines(predictor: QuestionAnswerer, path: Path, skip: int, last: Optional[dict], args: Any) -> Iterator[dict[str, Any]]:
-    """One row per ``{question, context}`` line of a jsonl file, answered a chunk at a time as the file is
-    read; with ``skip`` (``--resume``), after the rows the output already holds."""
-    items = _jsonl_items(path)
-    if skip:
-        items = skip_done(items, skip, last, ("line", lambda item: item[0]), Path(args.output))
-    bar = progress.bar(max(count_lines(path) - skip, 0) if progress.enabled() and path.is_file() else None, "answering", unit="question")
-    done = skip
-    try:
-        for chunk in chunked(items):
-            for (line, _), row in zip(chunk, predictor.predict([pair for _, pair in chunk])):
-                yield {"line": line, **row}
-            done += len(chunk)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    if done == 0:
-        raise DataError(f"{path}: no questions found; give one {{\"question\": ..., \"context\": ...}} object per line.")
+def _answered_lines(predictor: QuestionAnswerer, path: Path, args: Any) -> Iterator[dict[str, Any]]:
+    """One row per ``{question, context}`` line of a jsonl file, answered as the file is read."""
+    return predict_lines(_jsonl_items(path), predictor.predict, path, args, unit="question",
+                         empty='no questions found; give one {"question": ..., "context": ...} object per line.')
 
 
 def _jsonl_items(path: Path) -> Iterator[tuple[int, tuple[str, str]]]:
