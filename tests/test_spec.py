@@ -177,3 +177,36 @@ def test_integer_columns_and_numeric_labels_are_accepted():
     spec = TaskSpec.from_dict({"data": {"header": False, "text_column": 3, "label_column": 1, "labels": [0, 1]}})
     assert spec.data.text_column == 3
     assert spec.data.labels == ("0", "1")
+
+
+def test_the_tuning_section_round_trips_and_resolves_its_folder(tmp_path):
+    (tmp_path / "spec.yaml").write_text(
+        "tuning:\n  trials: 4\n  out_dir: study\n  parameters:\n"
+        "    training.learning_rate: {log_uniform: [1.0e-5, 1.0e-4]}\n    training.epochs: {choice: [2, 3]}\n"
+        "    training.warmup_ratio: {uniform: [0, 0.2]}\n    training.max_seq_length: {int_uniform: [32, 64]}\n")
+    spec = TaskSpec.from_file(tmp_path / "spec.yaml")
+    assert [(p.path, p.kind, p.values) for p in spec.tuning.parameters.parameters] == [
+        ("training.learning_rate", "log_uniform", (1e-5, 1e-4)), ("training.epochs", "choice", (2, 3)),
+        ("training.warmup_ratio", "uniform", (0.0, 0.2)), ("training.max_seq_length", "int_uniform", (32, 64))]
+    assert spec.tuning.out_dir == str(tmp_path / "study")
+    assert TaskSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert spec.to_dict()["tuning"]["parameters"]["training.epochs"] == {"choice": [2, 3]}
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"training.epochs": {"uniform": [1, 3]}}, r"training\.epochs takes an integer; uniform draws real numbers, so use int_uniform or choice"),
+    ({"training.epoch": {"choice": [1, 2]}}, r"training\.epoch is not a spec field"),
+    ({"data.train": {"choice": ["a.tsv"]}}, r"only fields of task, model, training can be searched"),
+    ({"training.learning_rate": {"log_uniform": [0, 1e-4]}}, r"log_uniform needs low > 0"),
+    ({"training.learning_rate": {"log_uniform": [1e-5, 2]}}, r"the value 2\.0 is not valid there: spec\.training\.learning_rate must be in \(0, 1\)"),
+    ({"training.learning_rate": {"log_uniform": [1e-4, 1e-5]}}, r"low must be below high"),
+    ({"training.epochs": {"choice": [2, "x"]}}, r"the value 'x' is not valid there"),
+    ({"training.epochs": {"int_uniform": [1.5, 3]}}, r"int_uniform must be \[low, high\] with whole numbers"),
+    ({"training.learning_rate": {"normal": [1, 2]}}, r"normal is not a distribution; .* Did you mean 'uniform'\?"),
+    ({"training.learning_rate": [1e-5, 1e-4]}, r"must be one distribution"),
+    ({"training.early_stopping": {"choice": [1]}}, r"is not a single value that can be searched"),
+    ({"task.type": {"int_uniform": [1, 2]}}, r"task\.type takes a string; use choice"),
+])
+def test_a_bad_search_space_names_the_parameter_and_the_fix(parameters, message):
+    with pytest.raises(SpecError, match=r"spec\.tuning\.parameters\.[a-z_.]+.*" + message):
+        TaskSpec.from_dict({"tuning": {"parameters": parameters}})

@@ -311,6 +311,114 @@ class TrackingConfig:
             raise SpecError(f"{path}.mlflow_uri is set but {path}.mlflow is false; set {path}.mlflow: true to log to it.")
 
 
+SEARCH_DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
+TUNABLE_SECTIONS = ("task", "model", "training")
+
+
+@dataclass(frozen=True)
+class SearchParameter:
+    """One searched spec field: ``path`` (dotted, e.g. ``training.learning_rate``), ``kind``
+    (one of :data:`SEARCH_DISTRIBUTIONS`) and ``values`` (``[low, high]`` for the ranges, both
+    included; the options for ``choice``)."""
+
+    path: str
+    kind: str
+    values: tuple
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The ``tuning.parameters`` mapping: ``{dotted.field: {kind: values}}``, in the spec's order."""
+
+    parameters: tuple[SearchParameter, ...] = ()
+
+    @classmethod
+    def _from_spec(cls, value: Any, path: str) -> "SearchSpace":
+        if isinstance(value, SearchSpace):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{path} must map spec fields to distributions, e.g. "
+                            "{training.learning_rate: {log_uniform: [1e-5, 1e-4]}}; got " + _show(value) + ".")
+        return cls(tuple(_search_parameter(str(key), dist, f"{path}.{key}") for key, dist in value.items()))
+
+    def _to_spec(self) -> dict:
+        return {p.path: {p.kind: list(p.values)} for p in self.parameters}
+
+
+def _search_parameter(key: str, dist: Any, path: str) -> SearchParameter:
+    example = f"e.g. {{log_uniform: [1e-5, 1e-4]}} or {{choice: [2, 3]}}; kinds: {', '.join(SEARCH_DISTRIBUTIONS)}"
+    if not isinstance(dist, Mapping) or len(dist) != 1:
+        raise SpecError(f"{path} must be one distribution, {example}; got {_show(dist)}.")
+    kind, values = next(iter(dist.items()))
+    if kind not in SEARCH_DISTRIBUTIONS:
+        close = difflib.get_close_matches(str(kind), SEARCH_DISTRIBUTIONS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"{path}.{kind} is not a distribution; use one of: {', '.join(SEARCH_DISTRIBUTIONS)}.{hint}")
+    if not isinstance(values, (list, tuple)) or not values:
+        raise SpecError(f"{path}.{kind} must be a list ({example}); got {_show(values)}.")
+    if kind == "choice":
+        if any(isinstance(v, (list, dict)) or v is None for v in values):
+            raise SpecError(f"{path}.choice options must be numbers, strings or true/false; got {_show(list(values))}.")
+        return SearchParameter(key, kind, tuple(values))
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise SpecError(f"{path}.{kind} must be [low, high] (two numbers); got {_show(list(values))}.")
+    low, high = values
+    if kind == "int_uniform" and not all(float(v).is_integer() for v in values):
+        raise SpecError(f"{path}.int_uniform must be [low, high] with whole numbers; got {_show(list(values))}.")
+    if not low < high:
+        raise SpecError(f"{path}.{kind}: low must be below high; got [{low}, {high}].")
+    if kind == "log_uniform" and low <= 0:
+        raise SpecError(f"{path}.log_uniform needs low > 0 (a log scale); got {low}.")
+    if kind == "int_uniform":
+        return SearchParameter(key, kind, (int(low), int(high)))
+    return SearchParameter(key, kind, (float(low), float(high)))
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """Hyperparameter search: ``bertbridge tune`` (Optuna, on this machine) and
+    ``bertbridge sagemaker tune`` (a SageMaker hyperparameter tuning job). Plain training ignores it.
+
+    ``parameters`` maps spec fields of ``task``, ``model`` or ``training`` to a distribution:
+    ``{uniform: [low, high]}``, ``{log_uniform: [low, high]}``, ``{int_uniform: [low, high]}``
+    or ``{choice: [a, b, ...]}``. Each trial trains the spec with the sampled values and is
+    scored by the validation ``metric`` of the model it saves (default: the run's early-stopping
+    metric; ``loss`` is minimised, the rest maximised unless ``direction`` says otherwise).
+    ``trials`` trials run; with ``pruning`` a trial whose metric at an evaluation is worse than
+    the median of earlier trials at that step stops there (a trial evaluates once per epoch, or
+    every ``training.eval_interval`` steps). ``seed`` seeds the sampler (default:
+    ``training.seed``). The trials table, plot and trial folders go to ``out_dir`` (default:
+    ``<output_dir>-tuning``); the best trial's model folder is saved to ``output_dir``.
+    ``max_parallel`` is the number of SageMaker training jobs run at once (the local search runs
+    one trial at a time).
+    """
+
+    parameters: SearchSpace = field(default_factory=SearchSpace)
+    metric: Optional[str] = None
+    direction: Optional[str] = field(default=None, metadata=_choices("maximize", "minimize"))
+    trials: int = 10
+    pruning: bool = True
+    seed: Optional[int] = None
+    out_dir: Optional[str] = None
+    max_parallel: int = 1
+
+    def _validate(self, path: str) -> None:
+        if self.trials < 1:
+            raise SpecError(f"{path}.trials must be >= 1, got {self.trials}.")
+        if self.max_parallel < 1:
+            raise SpecError(f"{path}.max_parallel must be >= 1, got {self.max_parallel}.")
+        seen = [p.path for p in self.parameters.parameters]
+        for param in self.parameters.parameters:
+            section = param.path.split(".")[0]
+            if section not in TUNABLE_SECTIONS:
+                raise SpecError(f"{path}.parameters.{param.path}: only fields of {', '.join(TUNABLE_SECTIONS)} can be "
+                                f"searched (e.g. training.learning_rate); {section!r} is not one of them.")
+            if seen.count(param.path) > 1:
+                raise SpecError(f"{path}.parameters lists {param.path} more than once.")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """The whole spec. ``backend`` (optional) picks the framework; see
@@ -324,6 +432,7 @@ class TaskSpec:
     debugger: DebuggerConfig = field(default_factory=DebuggerConfig)
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
     backend: Optional[str] = None
     output_dir: str = "outputs/model"
 
@@ -360,6 +469,10 @@ class TaskSpec:
         """A validated copy with top-level fields replaced."""
         return TaskSpec.from_dict({**self.to_dict(), **{k: _to_plain(v) for k, v in changes.items()}})
 
+    def _validate(self, path: str) -> None:
+        for param in self.tuning.parameters.parameters:
+            _check_searchable(self, param, f"{path}.tuning.parameters.{param.path}")
+
     # -- helpers ----------------------------------------------------------
     def _resolve_paths(self, base: Path) -> "TaskSpec":
         def resolve(p: Optional[str]) -> Optional[str]:
@@ -382,10 +495,38 @@ class TaskSpec:
             model = dataclasses.replace(model, name=str(candidate.resolve()))
         debugger = dataclasses.replace(self.debugger, out_dir=resolve(self.debugger.out_dir))
         tracking = dataclasses.replace(self.tracking, tensorboard=resolve(self.tracking.tensorboard))
+        tuning = dataclasses.replace(self.tuning, out_dir=resolve(self.tuning.out_dir))
         return dataclasses.replace(
-            self, data=data, model=model, training=training, debugger=debugger, tracking=tracking,
+            self, data=data, model=model, training=training, debugger=debugger, tracking=tracking, tuning=tuning,
             output_dir=resolve(self.output_dir),
         )
+
+
+def _check_searchable(spec: "TaskSpec", param: SearchParameter, path: str) -> None:
+    """``param`` names a field of ``spec`` that its distribution can fill, and every value it can
+    take (the range's ends, each option) makes a valid spec."""
+    node: Any = spec
+    hint: Any = TaskSpec
+    for part in param.path.split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            raise SpecError(f"{path}: {param.path} is not a spec field (e.g. training.learning_rate, training.epochs).")
+        hint = typing.get_type_hints(type(node))[part]
+        node = getattr(node, part)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    leaf = args[0] if typing.get_origin(hint) is Union and len(args) == 1 else hint
+    if dataclasses.is_dataclass(leaf) or leaf not in (int, float, str, bool):
+        raise SpecError(f"{path}: {param.path} is not a single value that can be searched.")
+    if param.kind in ("uniform", "log_uniform") and leaf is not float:
+        raise SpecError(f"{path}: {param.path} takes {_type_name(leaf)}; {param.kind} draws real numbers, "
+                        "so use int_uniform or choice.")
+    if param.kind == "int_uniform" and leaf not in (int, float):
+        raise SpecError(f"{path}: {param.path} takes {_type_name(leaf)}; use choice.")
+    plain = _to_plain(dataclasses.replace(spec, tuning=TuningConfig()))
+    for value in param.values:
+        try:
+            _build(TaskSpec, apply_overrides(plain, [f"{param.path}={json.dumps(value)}"]), "spec")
+        except SpecError as exc:
+            raise SpecError(f"{path}: the value {_show(value)} is not valid there: {exc}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -574,6 +715,9 @@ def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> 
                 raise SpecError(f"{path} must be a column name or a 0-based column index, got {_show(value)}.")
             return value
         return _coerce(value, non_none[0], path, choices)
+    parse = getattr(tp, "_from_spec", None)  # a field type with a spec syntax of its own (SearchSpace)
+    if parse is not None:
+        return parse(value, path)
     if dataclasses.is_dataclass(tp):
         return _build(tp, {} if value is None else value, path)
     if origin is tuple:
@@ -626,6 +770,8 @@ def _coerce(value: Any, tp: Any, path: str, choices: Optional[tuple] = None) -> 
 
 
 def _to_plain(obj: Any) -> Any:
+    if hasattr(obj, "_to_spec"):
+        return obj._to_spec()
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple):

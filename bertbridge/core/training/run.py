@@ -146,6 +146,7 @@ def run_fingerprint(spec: TaskSpec, backend_name: str, data: TaskData) -> str:
     relevant.pop("output_dir", None)
     relevant.pop("distribution", None)  # a checkpoint resumes on any number of workers (same global batch)
     relevant.pop("tracking", None)  # where metrics are sent does not change the run
+    relevant.pop("tuning", None)  # a trial's values are already in the fields they set
     for key in ("checkpoint_dir", "checkpoint_interval", "log_interval"):
         relevant["training"].pop(key, None)
     for key in ("train", "validation", "test", "labels_file"):
