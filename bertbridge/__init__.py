@@ -17,6 +17,7 @@ from .core.sagemaker.local import run_local
 from .core.spec import TaskSpec
 from .core.tasks.classification.predictor import TextClassifier
 from .core.tasks.qa.predictor import QuestionAnswerer
+from .core.tuning.search import TuningResult, tune
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "QuestionAnswerer",
     "TaskSpec",
     "TextClassifier",
+    "TuningResult",
     "evaluate",
     "export",
     "export_tfrecord",
@@ -34,5 +36,6 @@ __all__ = [
     "load_spec",
     "run_local",
     "train",
+    "tune",
     "__version__",
 ]

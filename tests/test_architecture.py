@@ -27,7 +27,8 @@ LAYERS = [
     ("bertbridge.core.tasks",),
     ("bertbridge.core.api",),
     ("bertbridge.core.cli", "bertbridge.core.forwarding", "bertbridge.core.sagemaker",
-     "bertbridge.core.serving.server", "bertbridge.core.serving.handlers", "bertbridge.core.serving.timeouts"),
+     "bertbridge.core.serving.server", "bertbridge.core.serving.handlers", "bertbridge.core.serving.timeouts",
+     "bertbridge.core.tuning"),
 ]
 FACADE = "bertbridge.core.api"
 ENTRY_POINTS = LAYERS[-1]

@@ -3,6 +3,7 @@
 ::
 
     bertbridge train SPEC [--backend B] [--set training.epochs=3 ...] [--output-dir DIR]
+    bertbridge tune SPEC [--backend B] [--set tuning.trials=4 ...] [--output-dir DIR]   # Optuna over tuning.parameters
     bertbridge evaluate MODEL DATA [--backend B] [--json]
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
     bertbridge run-local SPEC [--backend B] [--base-dir DIR] [--input-mode File|Pipe] [--python PY]
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field, e.g. --set training.epochs=3 (repeatable)")
     p.add_argument("--output-dir", help="where to write the model folder (default: the spec's output_dir)")
+
+    p = sub.add_parser("tune", help="search the spec's tuning.parameters (Optuna trials) and save the best model")
+    p.add_argument("spec", help="task spec (.yaml, .yml or .json) with a tuning section")
+    p.add_argument("--backend", help="framework backend of every trial (overrides the spec and $BERTBRIDGE_BACKEND)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field, e.g. --set tuning.trials=4 (repeatable)")
+    p.add_argument("--output-dir", help="where to save the best model folder (default: the spec's output_dir)")
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled file")
     p.add_argument("model", help="model folder written by 'bertbridge train'")
@@ -235,6 +243,22 @@ def _train(args) -> int:
         for line in format_verdicts(report.rules):
             print(line)
     print(f"model_dir={clf.path}")
+    return 0
+
+
+def _tune(args) -> int:
+    from bertbridge.core.plugins.builtin import format_metric
+    from bertbridge.core.tuning.report import PLOT_NAME, TABLE_NAME
+    from bertbridge.core.tuning.search import tune
+
+    result = tune(args.spec, backend=args.backend, overrides=args.overrides, output_dir=args.output_dir)
+    print(f"best_trial={result.best_trial}")
+    print(format_metric(f"best_{result.metric}", result.best_value))
+    for name, value in result.best_params.items():
+        print(f"{name}={value}")
+    print(f"trials_table={result.out_dir / TABLE_NAME}")
+    print(f"trials_plot={result.out_dir / PLOT_NAME}")
+    print(f"model_dir={result.model_dir}")
     return 0
 
 
@@ -496,7 +520,7 @@ def _spec(args) -> int:
 
 
 _COMMANDS = {
-    "train": _train, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "sagemaker": _sagemaker, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
+    "train": _train, "tune": _tune, "evaluate": _evaluate, "predict": _predict, "run-local": _run_local, "sagemaker": _sagemaker, "serve": _serve, "export": _export, "export-tfrecord": _export_tfrecord,
     "backends": _backends, "tasks": _tasks, "spec": _spec, "attention": _attention, "explain": _explain,
 }
 

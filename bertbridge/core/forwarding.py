@@ -122,7 +122,7 @@ def target_backend(args) -> Optional[str]:
     from bertbridge.core.plugins.registry import backend_name
 
     command = args.command
-    if command in ("train", "run-local"):  # the task may be one installed only in the other environment
+    if command in ("train", "tune", "run-local"):  # the task may be one installed only in the other environment
         from bertbridge.core.spec import TaskSpec
 
         return backend_name(args.backend, TaskSpec.from_file(args.spec, args.overrides).backend)

@@ -1,0 +1,110 @@
+"""bertbridge tune: trials of the spec's tuning.parameters with Optuna, pruning through the loop's evaluation
+log, the trials table and plot, and the best model saved with the best trial's metric."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import saved_metrics, tiny_spec
+
+optuna = pytest.importorskip("optuna")
+pytest.importorskip("torch")
+
+import bertbridge  # noqa: E402
+from bertbridge.core import cli  # noqa: E402
+from bertbridge.core.errors import SpecError  # noqa: E402
+from bertbridge.core.tuning.search import TuningError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SEARCH = {"training.learning_rate": {"log_uniform": [5e-4, 5e-3]}, "training.epochs": {"choice": [2, 4]}}
+
+
+def _rows(study: Path) -> list[dict]:
+    with open(study / "trials.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _spec(model_dir, data, tmp_path, **tuning) -> dict:
+    spec = tiny_spec(model_dir, data, tmp_path / "model", eval_interval=4)
+    spec["tuning"] = {"trials": 3, "parameters": SEARCH, "out_dir": str(tmp_path / "study"), **tuning}
+    return spec
+
+
+def test_tune_the_example_spec_saves_the_best_trial(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "best"
+    code = cli.main(["tune", str(ROOT / "examples/sentiment/spec.yaml"), "--backend", "pytorch", "--output-dir", str(out),
+                     "--set", f"model.name={tiny_model_dir}", "--set", "training.max_seq_length=32",
+                     "--set", f"tuning.out_dir={tmp_path / 'study'}"])
+    assert code == 0
+    printed = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines() if "=" in line)
+    rows = _rows(tmp_path / "study")
+    assert [r["trial"] for r in rows] == ["0", "1", "2", "3"]  # the example's tuning.trials
+    complete = [r for r in rows if r["state"] == "complete"]
+    best = max(complete, key=lambda r: float(r["accuracy"]))
+    assert printed["best_trial"] == best["trial"] and printed["model_dir"] == str(out.resolve())
+    assert float(printed["training.learning_rate"]) == pytest.approx(float(best["training.learning_rate"]))
+    summary = json.loads((tmp_path / "study" / "tuning.json").read_text())
+    assert summary["best_value"] == float(best["accuracy"]) == saved_metrics(out)["accuracy"]
+    assert (tmp_path / "study" / "trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "study" / "trials").exists()  # trial folders are gone; the best model is in out
+
+
+def test_best_model_scores_its_trial_value_and_trials_differ(tiny_model_dir, toy_data, tmp_path):
+    result = bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path), backend="pytorch")
+    values = [t.value for t in result.trials]
+    assert len(values) == 3 and result.best_value == max(values)
+    assert len({t.params["training.learning_rate"] for t in result.trials}) == 3
+    assert bertbridge.evaluate(result.model_dir, toy_data["validation"])["accuracy"] == pytest.approx(result.best_value)
+    for t in result.trials:  # each evaluation of each trial was reported (every 4 steps, 12 steps an epoch)
+        assert len(t.evaluations) == 3 * t.params["training.epochs"]
+
+
+class _PruneAfterFirst(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return trial.number > 0
+
+
+def test_a_pruned_trial_stops_at_its_evaluation_and_saves_nothing(tiny_model_dir, toy_data, tmp_path):
+    result = bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path), backend="pytorch", pruner=_PruneAfterFirst())
+    assert [t.state for t in result.trials] == ["complete", "pruned", "pruned"]
+    assert [len(t.evaluations) for t in result.trials[1:]] == [1, 1]  # stopped at the first evaluation
+    assert result.best_trial == 0 and saved_metrics(result.model_dir)["accuracy"] == result.best_value
+    assert [r["state"] for r in _rows(tmp_path / "study")] == ["complete", "pruned", "pruned"]
+
+
+def test_no_finished_trial_is_an_error_naming_the_counts(tiny_model_dir, toy_data, tmp_path):
+    class PruneAll(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return True
+
+    with pytest.raises(TuningError, match="no trial finished \\(0 complete, 2 pruned, 0 failed\\)"):
+        bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path, trials=2), backend="pytorch", pruner=PruneAll())
+    assert not (tmp_path / "model").exists() and [r["state"] for r in _rows(tmp_path / "study")] == ["pruned", "pruned"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tuning": {"parameters": {}}}, "tuning.parameters is empty"),
+    ({"data": {"validation": None}}, "tuning needs data.validation"),
+    ({"tuning": {"metric": "macro_f1"}, "training": {"early_stopping": {"metric": "accuracy"}}}, "must agree"),
+    ({"tuning": {"metric": "exact"}}, "tuning.metric is 'exact'; for text_classification use one of"),
+    ({"tuning": {"direction": "minimize"}}, "leave tuning.direction out"),
+])
+def test_a_search_that_cannot_work_is_refused_before_any_trial(tiny_model_dir, toy_data, tmp_path, change, message):
+    spec = _spec(tiny_model_dir, toy_data, tmp_path)
+    for section, values in change.items():
+        spec[section] = {**spec[section], **values}
+    with pytest.raises(SpecError, match=message):
+        bertbridge.tune(spec, backend="pytorch")
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_study_folder_with_other_files_is_left_alone(tiny_model_dir, toy_data, tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "notes.txt").write_text("mine")
+    with pytest.raises(SpecError, match="not a bertbridge study's \\(notes.txt\\)"):
+        bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path), backend="pytorch")
+    assert (tmp_path / "study" / "notes.txt").read_text() == "mine"
