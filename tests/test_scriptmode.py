@@ -275,3 +275,16 @@ def test_run_local_entry_point_starts_its_instances_workers(spec_file, tmp_path)
     assert metrics["world_size"] == 2 and "accuracy" in metrics
     assert tarfile.is_tarfile(run.model_tar)
     assert sorted(p.name for p in (tmp_path / "job" / "checkpoints").iterdir())  # written by rank 0
+
+
+def test_a_tuning_jobs_hyperparameters_become_the_trials_spec(tmp_path):
+    """A tuning job passes plain strings, the SDK's sagemaker_* keys and SageMaker's _tuning_objective_metric."""
+    env = _sm_tree(
+        tmp_path, {"training": {"epochs": 5}},
+        {"training.learning_rate": "0.00031", "training.epochs": "2", "training.early_stopping.metric": "accuracy",
+         "_tuning_objective_metric": "objective_accuracy", "backend": "pytorch",
+         "sagemaker_submit_directory": "s3://b/sourcedir.tar.gz", "sagemaker_program": "sagemaker_entry.py"},
+        {"spec": {}, "train": {"t.tsv": "text\tlabel\na\tx\n"}},
+    )
+    spec = build_spec(Environment.from_env([], env))
+    assert (spec.training.learning_rate, spec.training.epochs, spec.training.early_stopping.metric) == (0.00031, 2, "accuracy")

@@ -8,6 +8,7 @@
     bertbridge predict MODEL (--text T [--text T ...] [--text-pair P ...] | --input FILE) [--output FILE]
     bertbridge run-local SPEC [--backend B] [--base-dir DIR] [--input-mode File|Pipe] [--python PY]
     bertbridge sagemaker train SPEC --role ARN --instance-type T [--spot] [--wait]
+    bertbridge sagemaker tune SPEC --role ARN --instance-type T [--strategy Bayesian] [--wait]
     bertbridge sagemaker deploy MODEL --role ARN --instance-type T [--endpoint-name N]
     bertbridge serve MODEL|EXPORT [--host 127.0.0.1] [--port 8080] [--workers N]   # GET /ping, POST /invocations
     bertbridge export MODEL --format onnx|pt2|savedmodel|... --out DIR [--version 1]
@@ -107,6 +108,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--image", help="training image URI (default: the backend's SageMaker framework image)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="spec overrides, passed to the job as hyperparameters")
+
+    u = sm.add_parser("tune", help="run the spec's tuning section as a SageMaker hyperparameter tuning job")
+    u.add_argument("spec", help="task spec (.yaml, .yml or .json) with a tuning section")
+    u.add_argument("--role", required=True, help="IAM role ARN the training jobs run as")
+    u.add_argument("--instance-type", required=True, help="e.g. ml.g5.xlarge or ml.m5.xlarge")
+    u.add_argument("--instance-count", type=int, default=None, help="instances per training job (default: distribution.hosts)")
+    u.add_argument("--backend", help="framework backend (overrides the spec and $BERTBRIDGE_BACKEND)")
+    u.add_argument("--strategy", default="Bayesian", choices=["Bayesian", "Random", "Hyperband"], help="search strategy")
+    u.add_argument("--job-name", help="tuning job name, at most 32 characters (default: bb-tune-<time>)")
+    u.add_argument("--bucket", help="S3 bucket for data, code and output (default: the SageMaker default bucket)")
+    u.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    u.add_argument("--max-run", type=int, default=24 * 3600, help="maximum seconds of each training job")
+    u.add_argument("--wait", action="store_true", help="wait for the tuning job to finish")
+    u.add_argument("--image", help="training image URI (default: the backend's SageMaker framework image)")
+    u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="spec overrides, passed to every training job as hyperparameters")
 
     d = sm.add_parser("deploy", help="serve a trained model on a SageMaker real-time endpoint")
     d.add_argument("model", help="model folder, model.tar.gz, or s3:// URI of a model.tar.gz (then give --backend)")
@@ -364,6 +381,16 @@ def _sagemaker_command(args) -> int:
                         max_payload_mb=MAX_PAYLOAD_MB if args.max_payload_mb is None else args.max_payload_mb, wait=args.wait)
         print(json.dumps({"transform_job": job.job_name, "model": job.model_name, "image": job.image,
                           "model_data": job.model_data, "output": job.output, "backend": job.backend}))
+        return 0
+    if args.sagemaker_command == "tune":
+        from bertbridge.core.sagemaker.tune import launch_tuning
+
+        tuning = launch_tuning(args.spec, role=args.role, instance_type=args.instance_type, instance_count=args.instance_count,
+                               backend=args.backend, overrides=args.overrides, strategy=args.strategy, bucket=args.bucket,
+                               region=args.region, max_run_seconds=args.max_run, image=args.image, job_name=args.job_name,
+                               wait=args.wait)
+        print(json.dumps({"tuning_job": tuning.tuning_job, "objective": tuning.objective, "image": tuning.image,
+                          "s3_prefix": tuning.s3_prefix}))
         return 0
     from bertbridge.core.sagemaker.launch import launch_training
 

@@ -83,9 +83,11 @@ def bertbridge_log_metrics(metrics: Mapping[str, float], stage: str, step: int, 
 
     Fires every ``training.log_interval`` optimizer steps with ``stage="train"``
     (loss, learning rate, throughput), after each validation pass with
-    ``stage="eval"``, and after the final test pass with ``stage="test"``.
-    ``step`` counts optimizer steps; ``epoch`` is fractional. Metric names are
-    prefixed with the stage (``eval_accuracy``). The built-in logger prints one
+    ``stage="eval"``, once training ends with ``stage="saved"`` (the validation metrics of
+    the weights the model folder gets: the best evaluation's with ``training.restore_best``,
+    else the last; the value a hyperparameter search scores a trial by), and after the
+    final test pass with ``stage="test"``. ``step`` counts optimizer steps; ``epoch`` is
+    fractional. Metric names are prefixed with the stage (``eval_accuracy``, ``saved_accuracy``). The built-in logger prints one
     ``name=value`` line per metric for SageMaker metric regexes; add a plugin to
     also send them elsewhere (MLflow, W&B). The return value is ignored (return None).
     """

@@ -20,13 +20,14 @@ channels and ``metric_definitions=METRIC_DEFINITIONS``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from bertbridge.core.errors import NotSupportedError, SpecError
 from bertbridge.core.io.vendor import TRACKING_REQUIREMENTS, TRAINING_REQUIREMENTS, requirements, vendor_package
@@ -104,10 +105,53 @@ def launch_training(
     from bertbridge.core.api import load_spec
 
     spec = load_spec(spec_path, overrides)
+    with prepared_job(spec, role=role, instance_type=instance_type, instance_count=instance_count, backend=backend,
+                      hyperparameters=overrides, bucket=bucket, region=region, spot=spot, max_run_seconds=max_run_seconds,
+                      max_wait_seconds=max_wait_seconds, image=image, boto_session=boto_session) as job:
+        job.trainer.train(input_data_config=job.inputs, wait=wait, logs=wait)
+    return LaunchedJob(job.name, job.image, job.s3_prefix, job.trainer, job.debug_output)
+
+
+@dataclass
+class PreparedJob:
+    """A training job ready to start: its ``trainer`` (a configured ``ModelTrainer``) and the
+    uploaded channels as ``inputs`` (``InputData``). The source folder lives while the
+    :func:`prepared_job` block runs."""
+
+    name: str
+    image: str
+    s3_prefix: str
+    trainer: Any
+    inputs: list
+    backend: Any
+    debug_output: Optional[str] = None
+
+
+@contextlib.contextmanager
+def prepared_job(
+    spec: TaskSpec,
+    *,
+    role: str,
+    instance_type: str,
+    instance_count: Optional[int] = None,
+    backend: Optional[str] = None,
+    hyperparameters: Sequence[str] = (),
+    bucket: Optional[str] = None,
+    region: Optional[str] = None,
+    spot: bool = False,
+    max_run_seconds: int = 24 * 3600,
+    max_wait_seconds: Optional[int] = None,
+    image: Optional[str] = None,
+    boto_session: Any = None,
+    kind: str = "training",
+) -> Iterator[PreparedJob]:
+    """Check ``spec`` for a SageMaker job, upload its data, spec and model, and yield the job's
+    ``ModelTrainer`` with the backend's image, the entry point, the metric definitions and
+    ``hyperparameters`` (``key=value`` spec overrides) set, for a training or a tuning job to start."""
     chosen = backends().get(backend_name(backend, spec.backend))
     chosen.ensure_supports(spec.task.type, tasks().get(spec.task.type).head)
     if not chosen.trains:
-        raise NotSupportedError(f"backend {chosen.name!r} only serves exported models; it cannot run a training job.")
+        raise NotSupportedError(f"backend {chosen.name!r} only serves exported models; it cannot run a {kind} job.")
     if spec.data.train is None:
         raise SpecError("data.train is not set: the job needs training data.")
     if instance_count is None:
@@ -158,16 +202,16 @@ def launch_training(
         source = tmp / "source"
         source.mkdir()
         _source_dir(source, chosen, spec)
-        hyperparameters = {"backend": chosen.name}
-        for item in overrides:
+        static = {"backend": chosen.name}
+        for item in hyperparameters:
             key, _, value = item.partition("=")
-            hyperparameters[key.strip()] = value
+            static[key.strip()] = value
         debug_hook = DebugHookConfig(s3_output_path=debug_output, local_path=DEBUG_LOCAL_PATH) if debug_output else None
         trainer = _trainer_class(debug_hook)(
             training_image=image,
             source_code=configs.SourceCode(source_dir=str(source), entry_script=chosen.entry_point, requirements="requirements.txt"),
             compute=configs.Compute(instance_type=instance_type, instance_count=instance_count, enable_managed_spot_training=spot),
-            hyperparameters=hyperparameters,
+            hyperparameters=static,
             checkpoint_config=configs.CheckpointConfig(s3_uri=f"s3://{aws.bucket}/{prefix}/checkpoints", local_path="/opt/ml/checkpoints"),
             stopping_condition=configs.StoppingCondition(
                 max_runtime_in_seconds=max_run_seconds,
@@ -182,8 +226,5 @@ def launch_training(
         if spec.tracking.tensorboard:  # SageMaker uploads the event files while the job runs
             trainer = trainer.with_tensorboard_output_config(configs.TensorBoardOutputConfig(
                 s3_output_path=f"s3://{aws.bucket}/{prefix}/tensorboard", local_path=TENSORBOARD_LOCAL_PATH))
-        trainer.train(
-            input_data_config=[configs.InputData(channel_name=name, data_source=uri) for name, uri in channels.items()],
-            wait=wait, logs=wait,
-        )
-    return LaunchedJob(job, image, f"s3://{aws.bucket}/{prefix}", trainer, debug_output)
+        inputs = [configs.InputData(channel_name=name, data_source=uri) for name, uri in channels.items()]
+        yield PreparedJob(job, image, f"s3://{aws.bucket}/{prefix}", trainer, inputs, chosen, debug_output)

@@ -4,7 +4,8 @@ One documented way in:
 
 * the **spec** travels as the channel ``spec`` (one ``.yaml``/``.yml``/``.json`` file);
 * **hyperparameters** are spec overrides with dotted keys (``training.epochs: 3``),
-  plus ``backend``; keys starting with ``sagemaker_`` (set by the SDK) are ignored.
+  plus ``backend``; keys starting with ``sagemaker_`` or ``_`` (set by the SDK, and by a
+  tuning job: ``_tuning_objective_metric``) are ignored.
   They are read from ``/opt/ml/input/config/hyperparameters.json``, then ``SM_HPS``,
   then ``--key value`` arguments (later wins). Values may be plain strings (training
   toolkit / SDK v2) or JSON-encoded (SDK v3 ``ModelTrainer``); booleans are tolerant
@@ -173,7 +174,7 @@ def build_spec(env: Environment):
         raise SpecError(f"the 'spec' channel ({env.channels[SPEC_CHANNEL]}) must hold exactly one .yaml/.yml/.json file; found {len(spec_files)}.")
     overrides = []
     for key, value in env.hyperparameters.items():
-        if key.startswith("sagemaker_") or key == "backend":
+        if key.startswith(("sagemaker_", "_")) or key == "backend":  # SageMaker's own (_tuning_objective_metric)
             continue
         if "." not in key:
             raise SpecError(

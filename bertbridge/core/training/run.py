@@ -127,6 +127,8 @@ def finish(predictor: Predictor, data: TaskData, result: TrainResult, target: Pa
     metrics["train_samples_per_s"] = result.train_samples_per_s
     metrics["train_seconds"] = result.train_seconds
     metrics.update(data.metrics)
+    if result.final_metrics:
+        log_metrics({f"saved_{k}": v for k, v in result.final_metrics.items()}, "saved", result.steps, result.epochs)
     if data.test is not None:
         test = {f"test_{k}": v for k, v in predictor.evaluate_split(data.test).items()}
         log_metrics(test, "test", result.steps, result.epochs)
