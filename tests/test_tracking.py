@@ -28,11 +28,11 @@ def spec_for(tiny_model_dir, tmp_path, **tracking):
 
 
 def logged(out: str) -> dict[tuple[str, int], float]:
-    """(name, step) -> value of every ``name=value  # stage, step N`` line (train and eval stages)."""
+    """(name, step) -> value of every ``name=value  # stage, step N`` line (train, eval and saved stages)."""
     found = {}
     for line in out.splitlines():
         m = LINE.match(line)
-        if m and m.group(3) in ("train", "eval"):
+        if m and m.group(3) in ("train", "eval", "saved"):
             found[(m.group(1), int(m.group(4)))] = float(m.group(2))
     return found
 

@@ -108,3 +108,32 @@ def test_a_study_folder_with_other_files_is_left_alone(tiny_model_dir, toy_data,
     with pytest.raises(SpecError, match="not a bertbridge study's \\(notes.txt\\)"):
         bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path), backend="pytorch")
     assert (tmp_path / "study" / "notes.txt").read_text() == "mine"
+
+
+def test_trials_run_on_tensorflow(tiny_model_dir, toy_data, tmp_path):
+    pytest.importorskip("tensorflow")
+    result = bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path, trials=2), backend="tensorflow")
+    assert [t.state for t in result.trials] == ["complete", "complete"]
+    assert json.loads((result.model_dir / "bertbridge.json").read_text())["backend"] == "tensorflow"
+    assert saved_metrics(result.model_dir)["accuracy"] == result.best_value
+
+
+def test_trials_run_on_mxnet_through_the_forwarded_command(tiny_model_dir, toy_data, tmp_path):
+    """bertbridge tune --backend mxnet from this environment runs the whole search in the MXNet one."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import mx_python
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(_spec(tiny_model_dir, toy_data, tmp_path, trials=2)))
+    env = {**os.environ, "BERTBRIDGE_MXNET_PYTHON": mx_python()}
+    run = subprocess.run([sys.executable, "-m", "bertbridge.core.cli", "tune", str(spec), "--backend", "mxnet"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"model_dir={tmp_path / 'model'}" in run.stdout
+    rows = _rows(tmp_path / "study")
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    assert json.loads((tmp_path / "model" / "bertbridge.json").read_text())["backend"] == "mxnet"
+    assert saved_metrics(tmp_path / "model")["accuracy"] == max(float(r["accuracy"]) for r in rows)
