@@ -10,7 +10,7 @@ Example (runs offline in a few minutes on 2 CPU cores)::
 
     import bertbridge
 
-    result = bertbridge.tune("examples/sentiment/tune.yaml", overrides=["tuning.trials=2"])
+    result = bertbridge.tune("examples/sentiment/spec.yaml", overrides=["tuning.trials=2"])
     print(result.best_params, result.best_value)
     clf = bertbridge.load(result.model_dir)
 """
