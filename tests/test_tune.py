@@ -53,14 +53,52 @@ def test_tune_the_example_spec_saves_the_best_trial(tiny_model_dir, tmp_path, ca
     assert not (tmp_path / "study" / "trials").exists()  # trial folders are gone; the best model is in out
 
 
-def test_best_model_scores_its_trial_value_and_trials_differ(tiny_model_dir, toy_data, tmp_path):
-    result = bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path), backend="pytorch")
+def test_the_saved_model_is_the_best_trials_and_scores_its_value(tiny_model_dir, toy_data, tmp_path):
+    result = bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path, trials=4, metric="macro_f1"), backend="pytorch")
     values = [t.value for t in result.trials]
-    assert len(values) == 3 and len(set(values)) > 1 and result.best_value == max(values)
-    assert len({t.params["training.learning_rate"] for t in result.trials}) == 3
-    assert bertbridge.evaluate(result.model_dir, toy_data["validation"])["accuracy"] == pytest.approx(result.best_value)
+    assert len(set(values)) > 1 and result.best_value == max(values) and result.metric == "macro_f1"
+    assert bertbridge.evaluate(result.model_dir, toy_data["validation"])["macro_f1"] == pytest.approx(result.best_value)
+    record = json.loads((result.model_dir / "training_history.json").read_text())
+    assert record["spec"]["training"]["learning_rate"] == result.best_params["training.learning_rate"]  # that trial's run
+    assert record["metric"] == record["spec"]["training"]["early_stopping"]["metric"] == "macro_f1"  # best weights by it
     for t in result.trials:  # each evaluation of each trial was reported (every 4 steps, 12 steps an epoch)
         assert len(t.evaluations) == 3 * t.params["training.epochs"]
+
+
+def test_an_interrupted_search_keeps_the_best_finished_trial_and_its_table(tiny_model_dir, toy_data, tmp_path):
+    class StopAtTheThirdTrial(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            if trial.number == 2:
+                raise KeyboardInterrupt
+            return False
+
+    with pytest.raises(KeyboardInterrupt):
+        bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path, metric="macro_f1"), backend="pytorch",
+                        pruner=StopAtTheThirdTrial())
+    rows = _rows(tmp_path / "study")
+    assert [r["state"] for r in rows][:2] == ["complete", "complete"] and len(rows) == 3
+    best = max(rows[:2], key=lambda r: float(r["macro_f1"]))
+    kept = sorted(p.name for p in (tmp_path / "study" / "trials").iterdir() if not p.name.startswith("."))
+    assert kept == [f"{int(best['trial']):03d}"]  # only the best finished trial's model stays on disk
+    assert saved_metrics(tmp_path / "study" / "trials" / kept[0])["macro_f1"] == float(best["macro_f1"])
+    assert not (tmp_path / "model").exists()
+
+
+def test_the_distributions_draw_what_they_say():
+    from bertbridge.core.spec import TaskSpec
+    from bertbridge.core.tuning.space import as_overrides, suggest
+
+    spec = TaskSpec.from_dict({"tuning": {"parameters": {
+        "training.learning_rate": {"log_uniform": [1e-6, 1e-1]}, "training.warmup_ratio": {"uniform": [0.0, 0.5]},
+        "training.epochs": {"int_uniform": [1, 3]}, "training.mixed_precision": {"choice": [True, False]}}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    draws = [suggest(study.ask(), spec.tuning.parameters.parameters) for _ in range(200)]
+    rates = [d["training.learning_rate"] for d in draws]
+    assert sum(r < 1e-3 for r in rates) > 100  # log scale: 3 of its 5 decades lie below 1e-3 (uniform: 1%)
+    assert all(0 <= d["training.warmup_ratio"] <= 0.5 for d in draws) and max(d["training.warmup_ratio"] for d in draws) > 0.4
+    assert {d["training.epochs"] for d in draws} == {1, 2, 3} and {d["training.mixed_precision"] for d in draws} == {True, False}
+    overrides = as_overrides(draws[0])
+    assert spec.with_overrides(overrides).training.learning_rate == draws[0]["training.learning_rate"]
 
 
 class _PruneAfterFirst(optuna.pruners.BasePruner):
