@@ -39,6 +39,32 @@ def _choices(*values: str) -> dict:
     return {"choices": values}
 
 
+LONG_TEXT_AGGREGATES = ("mean", "max", "first")
+
+
+@dataclass(frozen=True)
+class LongTextConfig:
+    """Text classification of texts longer than ``training.max_seq_length`` tokens.
+
+    Each text is cut into windows of ``max_seq_length`` tokens; consecutive windows share
+    ``stride`` tokens (the overlap, as ``doc_stride`` in question answering), and a text
+    gets at most ``max_windows`` windows (the rest of it is not read). Training sees every
+    window with its text's label(s); evaluation and prediction combine a text's window
+    logits by ``aggregate``: ``mean`` (the average), ``max`` (each label's largest) or
+    ``first`` (the first window's, which is what truncation sees), so metrics are per text.
+    """
+
+    stride: int = 32
+    max_windows: int = 16
+    aggregate: str = field(default="mean", metadata=_choices(*LONG_TEXT_AGGREGATES))
+
+    def _validate(self, path: str) -> None:
+        if self.stride < 0:
+            raise SpecError(f"{path}.stride must be >= 0 (tokens two windows share), got {self.stride}.")
+        if self.max_windows < 1:
+            raise SpecError(f"{path}.max_windows must be >= 1, got {self.max_windows}.")
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """What is predicted.
@@ -56,6 +82,10 @@ class TaskConfig:
     ``max_answer_length`` tokens, chosen from the ``n_best`` start and end candidates;
     for SQuAD v2 data the answer is empty ("no answer") when the null score beats the
     best span by more than ``null_threshold``.
+
+    Text classification only: ``long_text`` (see :class:`LongTextConfig`; ``long_text: {}``
+    takes its defaults) classifies texts longer than ``training.max_seq_length`` in
+    windows instead of cutting them.
     """
 
     type: str = "text_classification"
@@ -66,6 +96,7 @@ class TaskConfig:
     max_answer_length: int = 30
     n_best: int = 20
     null_threshold: float = 0.0
+    long_text: Optional[LongTextConfig] = None
 
     def _validate(self, path: str) -> None:
         for name in ("doc_stride", "max_question_length", "max_answer_length", "n_best"):

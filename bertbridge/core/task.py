@@ -135,6 +135,8 @@ class Task(abc.ABC):
         naming the field. Default: ``task.multi_label`` is refused (a classification option)."""
         if spec.task.multi_label:
             raise SpecError(f"spec.task.multi_label only applies to type 'text_classification', not {self.name!r}.")
+        if spec.task.long_text is not None:
+            raise SpecError(f"spec.task.long_text only applies to type 'text_classification', not {self.name!r}.")
 
     @abc.abstractmethod
     def monitors(self, spec: "TaskSpec") -> tuple[str, ...]:

@@ -19,7 +19,9 @@ A question-answering export's ``code/`` holds ``inference.py`` with the containe
 single ``handler`` (it windows each context, sends the windows to TF Serving's REST API and
 picks the answers with bertbridge's own post-processing, so a context longer than one
 window is answered, not cut) and the bertbridge package it runs on (pure Python; its
-``requirements.txt`` lists numpy and tokenizers among the rest).
+``requirements.txt`` lists numpy and tokenizers among the rest). So does the export of a
+classifier trained with ``task.long_text``: its handler cuts each text into the model's
+windows and combines their ``logits`` as the model does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import tensorflow as tf
 
 from bertbridge.core.backend import ModelSetup
 from bertbridge.core.errors import ArtifactError
-from bertbridge.core.io.artifacts import MANIFEST_NAME
+from bertbridge.core.io.artifacts import MANIFEST_NAME, Manifest
 from bertbridge.core.io.vendor import CORE_REQUIREMENTS, vendor_package
 from bertbridge.core.serving import protocol as serving
 from bertbridge.core.text.tokenize import TOKENIZER_FILES
@@ -76,7 +78,7 @@ class _SpanServable(tf.Module):
         return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
 
 
-_SERVABLES = {"sequence": (_Servable, "inference.py"), "span": (_SpanServable, "qa_inference.py")}
+_SERVABLES = {"sequence": (_Servable, "inference.py"), "span": (_SpanServable, "predictor_inference.py")}
 
 
 def export_savedmodel(artifact_dir: Path, out_dir: Path, setup: ModelSetup, *, version: int = 1) -> Path:
@@ -88,6 +90,8 @@ def export_savedmodel(artifact_dir: Path, out_dir: Path, setup: ModelSetup, *, v
     if target.exists():
         raise ArtifactError(f"{target}: version {version} already exists; TF Serving versions are immutable. Pass another --version.")
     servable_type, handler = _SERVABLES[setup.head]
+    if Manifest.read(Path(artifact_dir)).long_text:  # each text's windows are cut and combined around the model
+        handler = "predictor_inference.py"
     servable = servable_type(TFClassifier.from_artifact(artifact_dir, setup), setup)
     out_dir.mkdir(parents=True, exist_ok=True)
     version_tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=out_dir))

@@ -55,6 +55,9 @@ class Manifest:
     qa: Mapping[str, Any] = field(default_factory=dict)
     """Question answering: window and answer settings (doc_stride, max_question_length,
     max_answer_length, n_best, null_threshold, v2)."""
+    long_text: Mapping[str, Any] = field(default_factory=dict)
+    """Text classification with ``task.long_text``: ``stride``, ``max_windows``, ``aggregate``
+    (empty: texts longer than ``max_seq_length`` are cut)."""
     export: Mapping[str, Any] = field(default_factory=dict)
     """In an export folder: ``format``, ``file`` (the exported model, relative to the folder) and what
     was done to it (``optimized``, ``quantized``, ``validation``); empty in a model folder."""
@@ -95,7 +98,7 @@ class Manifest:
             raise ArtifactError(f"{path}: the manifest lacks {', '.join(missing)}. The folder is damaged; retrain or restore it.")
         types = {"task": str, "labels": list, "backend": str, "max_seq_length": int, "lowercase": bool,
                  "multi_label": bool, "threshold": (int, float), "text_pair": bool, "data": dict, "metrics": dict,
-                 "qa": dict, "export": dict}
+                 "qa": dict, "long_text": dict, "export": dict}
         for key, expected in types.items():
             if key in data and (not isinstance(data[key], expected) or (expected is int and isinstance(data[key], bool))):
                 raise ArtifactError(f"{path}: manifest field {key!r} has the wrong type ({type(data[key]).__name__}). The folder is damaged; retrain or restore it.")

@@ -53,6 +53,8 @@ class Encoded:
     sequence_ids: Optional[list[np.ndarray]] = None
     """For pairs: which text each token comes from (0, 1; -1 for special tokens). Token types cannot
     tell (RoBERTa gives both texts type 0)."""
+    truncated: int = 0
+    """How many of the inputs were cut to ``max_length`` (tokens were dropped)."""
 
     def __post_init__(self) -> None:
         self.lengths = np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
@@ -139,7 +141,35 @@ class TextEncoder:
             [np.asarray(e.type_ids, dtype=np.int32) for e in encodings],
             [np.array([-1 if s is None else s for s in e.sequence_ids], dtype=np.int32) for e in encodings]
             if sequence_ids and pairs is not None else None,
+            truncated=sum(1 for e in encodings if e.overflowing),
         )
+
+    def encode_windows(self, texts: Sequence[str], *, max_length: int, stride: int,
+                       max_windows: int) -> tuple[Encoded, np.ndarray]:
+        """Each text as overlapping windows of at most ``max_length`` tokens ([CLS]/[SEP] in each),
+        consecutive windows sharing ``stride`` tokens, at most ``max_windows`` per text. Returns the
+        windows, in text order, and the index of the text each window comes from."""
+        self.check_max_length(max_length)
+        content = max_length - self.num_special_tokens
+        if not 0 <= stride < content:
+            raise SpecError(f"task.long_text.stride is {stride}, but a window of {max_length} tokens holds {content} "
+                            f"of the text; set a stride below {content} (a quarter of it is usual).")
+        keep = content + (content - stride) * (max_windows - 1)
+        texts = [self.usable_prefix(t, keep) for t in texts]
+        self._tokenizer.enable_truncation(max_length=max_length, stride=stride, strategy="longest_first")
+        try:
+            encodings = self._tokenizer.encode_batch(list(texts))
+        finally:
+            self._tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+        windows = [(doc, w) for doc, e in enumerate(encodings) for w in ([e, *e.overflowing])[:max_windows]]
+        features = Encoded([np.asarray(w.ids, dtype=np.int32) for _, w in windows],
+                           [np.asarray(w.type_ids, dtype=np.int32) for _, w in windows])
+        return features, np.fromiter((doc for doc, _ in windows), dtype=np.int64, count=len(windows))
+
+    @property
+    def num_special_tokens(self) -> int:
+        """Tokens the template adds to a single text ([CLS] and [SEP]: 2)."""
+        return len(self._tokenizer.encode("").ids)
 
     def usable_prefix(self, text: str, max_tokens: int) -> str:
         """``text`` cut at the first whitespace after its first ``max_tokens + 1`` tokens

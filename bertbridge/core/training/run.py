@@ -149,6 +149,8 @@ def run_fingerprint(spec: TaskSpec, backend_name: str, data: TaskData) -> str:
     relevant.pop("distribution", None)  # a checkpoint resumes on any number of workers (same global batch)
     relevant.pop("tracking", None)  # where metrics are sent does not change the run
     relevant.pop("tuning", None)  # a trial's values are already in the fields they set
+    if relevant["task"].get("long_text") is None:  # runs from before the field existed resume
+        relevant["task"].pop("long_text", None)
     for key in ("checkpoint_dir", "checkpoint_interval", "log_interval"):
         relevant["training"].pop(key, None)
     for key in ("train", "validation", "test", "labels_file"):

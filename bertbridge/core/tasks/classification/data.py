@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from bertbridge.core.data.labels import LabelMap
 from bertbridge.core.data.readers import Example, infer_format, read_examples, texts_of
 from bertbridge.core.errors import DataError
 from bertbridge.core.spec import DataConfig
+from bertbridge.core.tasks.classification import windows
 from bertbridge.core.text.tokenize import Encoded, TextEncoder
 
 
@@ -23,6 +25,14 @@ class Split:
     examples: list[Example]
     features: Encoded
     targets: Optional[np.ndarray]
+    doc_index: Optional[np.ndarray] = None
+    """With ``task.long_text``: the text (row of ``targets``) each feature row (window) comes from."""
+
+    def as_windows(self) -> "Split":
+        """The split for training: one example per window, with its text's target."""
+        if self.doc_index is None:
+            return self
+        return Split(self.path, self.examples, self.features, windows.window_targets(self.targets, self.doc_index))
 
 
 def read_split(
@@ -35,16 +45,30 @@ def read_split(
     multi_label: bool,
     require_labels: bool = True,
     examples: Optional[list[Example]] = None,
+    long_text: Optional[Mapping[str, Any]] = None,
 ) -> Split:
     """Read (unless ``examples`` are given), encode labels and tokenize one data file;
-    TFRecord shards (already tokenized) are read as they are."""
+    TFRecord shards (already tokenized) are read as they are. With ``long_text`` settings
+    each text becomes its windows (``doc_index`` says whose); without, a long text is cut at
+    ``max_length`` tokens and a warning counts them."""
     if examples is None and infer_format(path, cfg.format) == "tfrecord":
+        if long_text:
+            raise DataError(f"{path}: TFRecord shards hold texts already cut to max_seq_length, so task.long_text cannot "
+                            "window them; train long_text models on the csv, tsv or jsonl file.")
         return _read_record_split(path, encoder, label_map, max_length, multi_label, require_labels)
     if examples is None:
         examples = read_examples(path, cfg, multi_label=multi_label, require_labels=require_labels)
     targets = label_map.encode(examples, str(path), multi_label) if require_labels else None
     texts, pairs = texts_of(examples)
-    return Split(str(path), examples, encoder.encode(texts, pairs, max_length=max_length), targets)
+    if long_text:
+        features, doc_index = windows.encode(encoder, texts, long_text, max_length)
+        return Split(str(path), examples, features, targets, doc_index)
+    features = encoder.encode(texts, pairs, max_length=max_length)
+    if features.truncated:
+        warnings.warn(f"{path}: {features.truncated} of {len(features)} texts are longer than max_seq_length={max_length} "
+                      "tokens and were cut to it; set task.long_text to classify whole texts in windows.",
+                      UserWarning, stacklevel=2)
+    return Split(str(path), examples, features, targets)
 
 
 def _read_record_split(path, encoder: TextEncoder, label_map: LabelMap, max_length: int, multi_label: bool, require_labels: bool) -> Split:

@@ -19,6 +19,7 @@ from bertbridge.core.io import progress
 from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.serving import protocol as serving
 from bertbridge.core.spec import DataConfig
+from bertbridge.core.tasks.classification import windows
 from bertbridge.core.tasks.classification.data import Split, read_split
 from bertbridge.core.tasks.classification.metrics import classification_metrics, multilabel_metrics
 from bertbridge.core.tasks.saving import save_model_folder
@@ -96,11 +97,15 @@ class TextClassifier:
 
     # -- inference ------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None) -> Encoded:
+        """One sequence per input, cut at ``max_seq_length`` (see :meth:`text_logits` for long texts)."""
+        self._check_pairs(pairs)
+        return self.encoder.encode(texts, pairs, max_length=self.manifest.max_seq_length)
+
+    def _check_pairs(self, pairs: Optional[Sequence[str]]) -> None:
         if self.manifest.text_pair and pairs is None:
             raise DataError("this model was trained on sentence pairs: give (text, text_pair) pairs, not single texts.")
         if not self.manifest.text_pair and pairs is not None:
             raise DataError("this model was trained on single texts: give strings, not (text, text_pair) pairs.")
-        return self.encoder.encode(texts, pairs, max_length=self.manifest.max_seq_length)
 
     def logits(self, features: Encoded, *, show_progress: bool = False) -> np.ndarray:
         """Logits (N, K) in input order; batches are length-sorted internally."""
@@ -120,10 +125,22 @@ class TextClassifier:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return serving.probabilities(logits, self.multi_label)
 
+    def text_logits(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None, *,
+                    show_progress: bool = False) -> np.ndarray:
+        """Logits (N, K) of whole texts: with ``long_text``, each text's windows combined."""
+        if not self.manifest.long_text:
+            return self.logits(self.encode(texts, pairs), show_progress=show_progress)
+        self._check_pairs(pairs)
+        features, doc_index = windows.encode(self.encoder, texts, self.manifest.long_text, self.manifest.max_seq_length)
+        return self._combined(self.logits(features, show_progress=show_progress), doc_index, len(texts))
+
+    def _combined(self, window_logits: np.ndarray, doc_index: np.ndarray, documents: int) -> np.ndarray:
+        return windows.aggregate(window_logits, doc_index, documents, self.manifest.long_text["aggregate"])
+
     def predict_proba(self, inputs: Union[TextInput, Sequence[TextInput]]) -> np.ndarray:
         """Probabilities (N, K), columns in :attr:`labels` order."""
         texts, pairs = _split_inputs(inputs, self.manifest.text_pair)
-        return self.probabilities(self.logits(self.encode(texts, pairs), show_progress=len(texts) > 2 * self.batch_size))
+        return self.probabilities(self.text_logits(texts, pairs, show_progress=len(texts) > 2 * self.batch_size))
 
     def predict(self, inputs: Union[TextInput, Sequence[TextInput]]) -> list[dict[str, Any]]:
         """One dict per input: ``label`` and ``score`` (single-label) or ``labels`` (multi-label,
@@ -141,6 +158,7 @@ class TextClassifier:
         return read_split(
             path, cfg, self.encoder, self.label_map,
             max_length=self.manifest.max_seq_length, multi_label=self.multi_label, require_labels=require_labels,
+            long_text=self.manifest.long_text,
         )
 
     def data_config(self) -> DataConfig:
@@ -151,6 +169,8 @@ class TextClassifier:
         if split.targets is None:
             raise DataError(f"{split.path}: has no labels to evaluate against.")
         logits = self.logits(split.features, show_progress=show_progress)
+        if split.doc_index is not None:  # long_text: the metrics are per text
+            logits = self._combined(logits, split.doc_index, len(split.targets))
         probs = self.probabilities(logits)
         if self.multi_label:
             metrics = multilabel_metrics(split.targets, probs, self.labels, threshold=self.manifest.threshold)

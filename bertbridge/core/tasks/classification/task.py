@@ -18,6 +18,7 @@ from bertbridge.core.errors import DataError, SpecError
 from bertbridge.core.io.artifacts import Manifest
 from bertbridge.core.spec import TaskSpec
 from bertbridge.core.task import Task, TaskData
+from bertbridge.core.tasks.classification import windows
 from bertbridge.core.tasks.classification.data import read_split
 from bertbridge.core.tasks.classification.predictor import DATA_KEYS, TextClassifier
 from bertbridge.core.text.tokenize import TextEncoder
@@ -56,7 +57,14 @@ class ClassificationTask(Task):
         return ("micro_f1" if manifest.multi_label else "accuracy"), 100.0
 
     def check_spec(self, spec: TaskSpec) -> None:
-        """Every field of ``task`` applies (multi_label, threshold)."""
+        """Every field of ``task`` applies (multi_label, threshold, long_text); long texts are single texts."""
+        if spec.task.long_text is None:
+            return
+        if spec.data.text_pair_column is not None:
+            raise SpecError("task.long_text windows single texts; this spec reads sentence pairs (data.text_pair_column). "
+                            "Remove one of them.")
+        if spec.debugger.attention:
+            raise SpecError("debugger.attention records single-window examples; turn it off for a task.long_text run.")
 
     # -- training data ---------------------------------------------------------------
     def read_data(self, spec: TaskSpec, encoder: TextEncoder, backend: str) -> TaskData:
@@ -69,20 +77,24 @@ class ClassificationTask(Task):
             train_examples = read_examples(spec.data.train, spec.data, multi_label=multi)
             label_map = LabelMap.from_config(spec.data, train_examples)
 
+        long_text = windows.settings(spec.task.long_text)
+
         def split(path: Optional[str], examples=None):
             if path is None:
                 return None
             return read_split(path, spec.data, encoder, label_map, max_length=spec.training.max_seq_length,
-                              multi_label=multi, examples=examples)
+                              multi_label=multi, examples=examples, long_text=long_text)
 
         manifest = Manifest(
             task=self.name, labels=label_map.labels, backend=backend, max_seq_length=spec.training.max_seq_length,
             lowercase=encoder.lowercase, multi_label=multi, threshold=spec.task.threshold,
             text_pair=spec.data.text_pair_column is not None, base_model=spec.model.name,
-            data={k: getattr(spec.data, k) for k in DATA_KEYS},
+            data={k: getattr(spec.data, k) for k in DATA_KEYS}, long_text=long_text,
         )
         setup = ModelSetup(num_labels=len(label_map), multi_label=multi, id2label=label_map.id2label, seed=spec.training.seed)
-        return TaskData(manifest, setup, split(spec.data.train, train_examples), split(spec.data.validation), split(spec.data.test))
+        train = split(spec.data.train, train_examples)
+        counts = {"train_windows": float(len(train.features)), "train_texts": float(len(train.targets))} if long_text else {}
+        return TaskData(manifest, setup, train.as_windows(), split(spec.data.validation), split(spec.data.test), counts)
 
     # -- saved models ------------------------------------------------------------------
     def model_setup(self, manifest: Manifest) -> ModelSetup:
@@ -105,6 +117,9 @@ class ClassificationTask(Task):
             raise SpecError(f"data.{split} is not set in the spec, so there is nothing to export.")
         if shards < 1:
             raise SpecError(f"shards must be >= 1, got {shards}.")
+        if spec.task.long_text is not None:
+            raise SpecError("task.long_text models train on their csv, tsv or jsonl files (windows are cut when read); "
+                            "TFRecord shards hold one truncated sequence per text.")
         others = sorted({p.name.split("-")[0] for p in out_dir.glob("*.tfrecord")} - {split}) if out_dir.is_dir() else []
         if others:
             raise SpecError(f"{out_dir}: already holds shards of {', '.join(others)}; use one folder per split.")
