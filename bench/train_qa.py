@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--doc-stride", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--model", default="minilm")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="hidden and attention dropout of the model, for both tools (default 0: see bench/README.md; "
+                        "-1 keeps the model's own, 0.1 for MiniLM)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="a bertbridge spec override, as 'bertbridge train --set' takes (repeatable)")
     p.add_argument("--check-exports", type=_formats, default=(), metavar="FMT[,FMT...]",
@@ -106,6 +109,22 @@ def _range(text: str) -> tuple[int, int]:
 
 
 # -- data ------------------------------------------------------------------------------
+def with_dropout(model: str, rate: float, out: Path) -> Path:
+    """A view of ``model``'s folder whose config has ``rate`` as its hidden and attention dropout
+    (the other files are links), so bertbridge and the peer train the same model."""
+    from bertbridge.core.plugins.registry import models
+
+    source = models().resolve(model)
+    out.mkdir()
+    for item in source.iterdir():
+        if item.name != "config.json":
+            (out / item.name).symlink_to(item.resolve())
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    config.update(hidden_dropout_prob=rate, attention_probs_dropout_prob=rate)
+    (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out
+
+
 def split_articles(path: Path, train_range, eval_range, train_questions: int, tmp: Path) -> dict:
     """Write train.json / dev.json from article ranges; the first ``train_questions`` training questions."""
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -420,12 +439,16 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        model_name = args.model
+        if args.dropout >= 0:
+            args.model = str(with_dropout(args.model, args.dropout, tmp / "model"))
         split = split_articles(data, args.train_articles, args.eval_articles, args.train_questions, tmp)
         with contextlib.redirect_stdout(io.StringIO()):  # keep stdout to the one JSON line
             ours = {} if args.peer_only else run_backend(args, split["train"], split["dev"], tmp / "ours")
             peer = {} if args.no_peer else run_peer(args, split["train"], split["dev"], tmp / "peer")
             mismatches = window_mismatches(args, split["train"])
-    line = {"bench": "train_qa", "backend": None if args.peer_only else args.backend, "model": args.model, "data": data.name,
+    line = {"bench": "train_qa", "backend": None if args.peer_only else args.backend, "model": model_name,
+            "dropout": args.dropout if args.dropout >= 0 else None, "data": data.name,
             "train_articles": "{}-{}".format(*args.train_articles), "eval_articles": "{}-{}".format(*args.eval_articles),
             "train_questions": split["train_questions"], "eval_questions": split["eval_questions"],
             "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,

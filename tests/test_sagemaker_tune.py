@@ -15,11 +15,13 @@ from test_sagemaker_launch import aws  # noqa: E402,F401  (the moto fixture)
 import bertbridge  # noqa: E402
 
 PARAMETERS = {"training.learning_rate": {"log_uniform": [1e-4, 5e-3]}, "training.epochs": {"choice": [2, 3]},
-              "training.warmup_ratio": {"uniform": [0, 0.2]}, "training.batch_size": {"int_uniform": [8, 16]}}
+              "training.warmup_ratio": {"uniform": [0, 0.2]}, "training.batch_size": {"int_uniform": [8, 16]},
+              "task.long_text.aggregate": {"choice": ["mean", "max"]}}
 
 
 def _spec_file(tmp_path, tiny_model_dir, toy_data, **tuning):
     spec = tiny_spec(tiny_model_dir, toy_data, tmp_path / "out")
+    spec["task"] = {"long_text": {}}
     spec["tuning"] = {"trials": 6, "max_parallel": 2, "parameters": PARAMETERS, **tuning}
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
@@ -39,8 +41,9 @@ def test_tuning_job_request(aws, tiny_model_dir, toy_data, tmp_path):  # noqa: F
 
     session, role, _ = aws
     captured = _capture(session)
+    session.client("s3").create_bucket(Bucket="team-bucket")
     tuning = launch_tuning(_spec_file(tmp_path, tiny_model_dir, toy_data), role=role, instance_type="ml.m5.xlarge",
-                           backend="pytorch", job_name="sst2-search", boto_session=session)
+                           backend="pytorch", job_name="sst2-search", bucket="team-bucket", boto_session=session)
     config = captured["HyperParameterTuningJobConfig"]
     assert captured["HyperParameterTuningJobName"] == tuning.tuning_job == "sst2-search"
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "objective_accuracy"}
@@ -51,7 +54,8 @@ def test_tuning_job_request(aws, tiny_model_dir, toy_data, tmp_path):  # noqa: F
             {"Name": "training.learning_rate", "MinValue": "0.0001", "MaxValue": "0.005", "ScalingType": "Logarithmic"},
             {"Name": "training.warmup_ratio", "MinValue": "0.0", "MaxValue": "0.2", "ScalingType": "Linear"}],
         "IntegerParameterRanges": [{"Name": "training.batch_size", "MinValue": "8", "MaxValue": "16", "ScalingType": "Linear"}],
-        "CategoricalParameterRanges": [{"Name": "training.epochs", "Values": ["2", "3"]}],
+        "CategoricalParameterRanges": [{"Name": "training.epochs", "Values": ["2", "3"]},
+                                       {"Name": "task.long_text.aggregate", "Values": ['"mean"', '"max"']}],
     }
     job = captured["TrainingJobDefinition"]
     assert job["AlgorithmSpecification"]["TrainingImage"].endswith("pytorch-training:2.3-cpu-py311")
@@ -61,7 +65,10 @@ def test_tuning_job_request(aws, tiny_model_dir, toy_data, tmp_path):  # noqa: F
     assert static["backend"].strip('"') == "pytorch" and static["training.early_stopping.metric"].strip('"') == "accuracy"
     assert not set(PARAMETERS) & set(static)  # searched fields come from the ranges only
     assert "CheckpointConfig" not in job  # trials never share (and resume from) one checkpoint folder
-    assert {c["ChannelName"] for c in job["InputDataConfig"]} >= {"train", "validation", "spec", "model"}
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert set(channels) >= {"train", "validation", "spec", "model", "sm_drivers"}
+    assert all(uri.startswith("s3://team-bucket/") for uri in channels.values())  # --bucket holds the SDK's uploads too
+    assert static["sagemaker_submit_directory"].strip('"').startswith("s3://team-bucket/")
     described = session.client("sagemaker").describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="sst2-search")
     assert described["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 6
 
@@ -100,3 +107,5 @@ def test_cli_tune_and_its_refusals(aws, tiny_model_dir, toy_data, tmp_path, caps
     no_validation.write_text(json.dumps({**json.loads(spec.read_text()), "data": {**json.loads(spec.read_text())["data"], "validation": None}}))
     assert main(["sagemaker", "tune", str(no_validation), "--role", role, "--instance-type", "ml.m5.xlarge"]) == 2
     assert "tuning needs data.validation" in capsys.readouterr().err
+    assert main(["sagemaker", "tune", str(spec), "--role", role, "--instance-type", "ml.m5.xlarge", "--job-name", "x" * 33]) == 2
+    assert "a tuning job name has 1 to 32 letters" in capsys.readouterr().err

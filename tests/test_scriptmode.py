@@ -282,9 +282,11 @@ def test_a_tuning_jobs_hyperparameters_become_the_trials_spec(tmp_path):
     env = _sm_tree(
         tmp_path, {"training": {"epochs": 5}},
         {"training.learning_rate": "0.00031", "training.epochs": "2", "training.early_stopping.metric": "accuracy",
+         "task.long_text.aggregate": '"max"',  # a categorical range's value, JSON-encoded
          "_tuning_objective_metric": "objective_accuracy", "backend": "pytorch",
          "sagemaker_submit_directory": "s3://b/sourcedir.tar.gz", "sagemaker_program": "sagemaker_entry.py"},
         {"spec": {}, "train": {"t.tsv": "text\tlabel\na\tx\n"}},
     )
     spec = build_spec(Environment.from_env([], env))
     assert (spec.training.learning_rate, spec.training.epochs, spec.training.early_stopping.metric) == (0.00031, 2, "accuracy")
+    assert spec.task.long_text.aggregate == "max"

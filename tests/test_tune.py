@@ -31,6 +31,8 @@ def _rows(study: Path) -> list[dict]:
 def _spec(model_dir, data, tmp_path, **tuning) -> dict:
     spec = tiny_spec(model_dir, data, tmp_path / "model", eval_interval=4)
     spec["tuning"] = {"trials": 3, "parameters": SEARCH, "out_dir": str(tmp_path / "study"), **tuning}
+    if "max_seq_length" in str(tuning.get("parameters")):
+        del spec["training"]["max_seq_length"]
     return spec
 
 
@@ -175,3 +177,36 @@ def test_trials_run_on_mxnet_through_the_forwarded_command(tiny_model_dir, toy_d
     assert [r["state"] for r in rows] == ["complete", "complete"]
     assert json.loads((tmp_path / "model" / "bertbridge.json").read_text())["backend"] == "mxnet"
     assert saved_metrics(tmp_path / "model")["accuracy"] == max(float(r["accuracy"]) for r in rows)
+
+
+def test_a_trial_whose_values_fail_is_recorded_and_the_search_goes_on(tiny_model_dir, toy_data, tmp_path, capsys):
+    spec = _spec(tiny_model_dir, toy_data, tmp_path, trials=4,
+                 parameters={"training.max_seq_length": {"choice": [16, 128]}, **SEARCH})  # the tiny BERT reads 64 at most
+    spec["training"]["checkpoint_dir"] = str(tmp_path / "checkpoints")  # trials never resume one another's checkpoints
+    result = bertbridge.tune(spec, backend="pytorch", sampler=optuna.samplers.RandomSampler(seed=1))
+    states = {t.number: (t.state, t.params["training.max_seq_length"]) for t in result.trials}
+    assert {state for state, length in states.values() if length == 128} == {"failed"}
+    assert {state for state, length in states.values() if length == 16} == {"complete"}
+    failed = next(r for r in _rows(tmp_path / "study") if r["state"] == "failed")
+    assert "handles at most 64 tokens" in failed["error"] and "error='training.max_seq_length is 128" in capsys.readouterr().out
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_a_field_both_searched_and_set_is_refused(tiny_model_dir, toy_data, tmp_path):
+    with pytest.raises(SpecError, match="--set training.epochs=... sets a field that tuning.parameters searches"):
+        bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path), backend="pytorch", overrides=["training.epochs=2"])
+
+
+def test_a_rerun_keeps_an_interrupted_searchs_model_and_replaces_a_finished_study(tiny_model_dir, toy_data, tmp_path):
+    study = tmp_path / "study"
+    (study / "trials" / "003").mkdir(parents=True)
+    (study / "trials.csv").write_text("trial,state\n")
+    with pytest.raises(SpecError, match="still holds the best model of an interrupted search \\(trials/003\\)"):
+        bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path, trials=1), backend="pytorch")
+    (study / "trials" / "003").rmdir()
+    result = bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path, trials=1), backend="pytorch")
+    assert [r["trial"] for r in _rows(study)] == ["0"] and result.model_dir == (tmp_path / "model").resolve()
+    lonely = tmp_path / "lonely"
+    (lonely / "trials").mkdir(parents=True)  # a folder named like ours, without a study beside it
+    with pytest.raises(SpecError, match="not a bertbridge study's \\(trials\\)"):
+        bertbridge.tune(_spec(tiny_model_dir, toy_data, tmp_path, trials=1, out_dir=str(lonely)), backend="pytorch")

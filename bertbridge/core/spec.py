@@ -383,6 +383,10 @@ def _search_parameter(key: str, dist: Any, path: str) -> SearchParameter:
     if not isinstance(dist, Mapping) or len(dist) != 1:
         raise SpecError(f"{path} must be one distribution, {example}; got {_show(dist)}.")
     kind, values = next(iter(dist.items()))
+    if isinstance(values, Mapping):  # training: {learning_rate: {...}}, or a --set into the mapping
+        raise SpecError(f"{path}.{kind}: write each searched field as one dotted key, e.g. "
+                        f"'{key}.{kind}: {{log_uniform: [1e-5, 1e-4]}}'; to change the search from the command line, "
+                        "--set the whole mapping: --set 'tuning.parameters={training.learning_rate: {log_uniform: [1e-5, 1e-4]}}'.")
     if kind not in SEARCH_DISTRIBUTIONS:
         close = difflib.get_close_matches(str(kind), SEARCH_DISTRIBUTIONS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -393,6 +397,7 @@ def _search_parameter(key: str, dist: Any, path: str) -> SearchParameter:
         if any(isinstance(v, (list, dict)) or v is None for v in values):
             raise SpecError(f"{path}.choice options must be numbers, strings or true/false; got {_show(list(values))}.")
         return SearchParameter(key, kind, tuple(values))
+    values = [_number(v) for v in values]  # YAML reads 1e-5 (no dot) as a string
     if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
         raise SpecError(f"{path}.{kind} must be [low, high] (two numbers); got {_show(list(values))}.")
     low, high = values
@@ -407,6 +412,16 @@ def _search_parameter(key: str, dist: Any, path: str) -> SearchParameter:
     return SearchParameter(key, kind, (float(low), float(high)))
 
 
+def _number(value: Any) -> Any:
+    """``value``, or the number a string such as ``'1e-5'`` spells."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 @dataclass(frozen=True)
 class TuningConfig:
     """Hyperparameter search: ``bertbridge tune`` (Optuna, on this machine) and
@@ -416,10 +431,11 @@ class TuningConfig:
     ``{uniform: [low, high]}``, ``{log_uniform: [low, high]}``, ``{int_uniform: [low, high]}``
     or ``{choice: [a, b, ...]}``. Each trial trains the spec with the sampled values and is
     scored by the validation ``metric`` of the model it saves (default: the run's early-stopping
-    metric; ``loss`` is minimised, the rest maximised unless ``direction`` says otherwise).
-    ``trials`` trials run; with ``pruning`` a trial whose metric at an evaluation is worse than
-    the median of earlier trials at that step stops there (a trial evaluates once per epoch, or
-    every ``training.eval_interval`` steps). ``seed`` seeds the sampler (default:
+    metric). The task says which metrics are minimised (``loss``, ``hamming_loss``) and which
+    maximised; ``direction``, if given, must agree.
+    ``trials`` trials run; with ``pruning`` a trial whose metric at its k-th evaluation is worse
+    than the median of earlier trials at their k-th stops there (a trial evaluates once per epoch,
+    or every ``training.eval_interval`` steps). ``seed`` seeds the sampler (default:
     ``training.seed``). The trials table, plot and trial folders go to ``out_dir`` (default:
     ``<output_dir>-tuning``); the best trial's model folder is saved to ``output_dir``.
     ``max_parallel`` is the number of SageMaker training jobs run at once (the local search runs

@@ -52,7 +52,7 @@ def aws_context(boto_session: Any = None, region: Optional[str] = None, bucket: 
     from sagemaker.core.helper.session_helper import Session
 
     boto_session = boto_session or boto3.Session(region_name=region)
-    session = Session(boto_session=boto_session)
+    session = Session(boto_session=boto_session, default_bucket=bucket)  # the SDK's own uploads go to --bucket too
     return AwsContext(boto_session, session, bucket or session.default_bucket())
 
 

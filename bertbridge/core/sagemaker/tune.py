@@ -14,6 +14,7 @@ at once, ``tuning.pruning`` turns on SageMaker's early stopping (``Auto``), and
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ def launch_tuning(
     metric, minimize = objective(spec, tasks().get(spec.task.type))
     if strategy not in STRATEGIES:
         raise NotSupportedError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}.")
+    if job_name is not None and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}", job_name):
+        raise NotSupportedError(f"--job-name {job_name!r}: a tuning job name has 1 to 32 letters, digits and hyphens "
+                                "(no hyphen first or last).")
     if spec.debugger.attention:
         raise NotSupportedError("debugger.attention is not recorded in a tuning job's training jobs; set "
                                 "debugger.attention: false (or capture one run with bertbridge sagemaker train).")
@@ -109,8 +113,8 @@ def parameter_range(p: SearchParameter):
     """The SDK's range for one searched field."""
     from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
 
-    if p.kind == "choice":
-        return CategoricalParameter(list(p.values))
+    if p.kind == "choice":  # JSON, as the entry point decodes values: "yes" stays a string, 2 a number
+        return CategoricalParameter([json.dumps(v) for v in p.values])
     if p.kind == "int_uniform":
         return IntegerParameter(p.values[0], p.values[1], scaling_type="Linear")
     return ContinuousParameter(p.values[0], p.values[1], scaling_type="Logarithmic" if p.kind == "log_uniform" else "Linear")

@@ -2,7 +2,8 @@
 
 The training loop logs every evaluation through ``bertbridge_log_metrics`` (stage ``eval``);
 while a trial trains, :class:`TrialReporter` is registered and reports the tuned metric at
-that optimizer step. When the pruner says the trial is behind, it raises Optuna's
+its number (1, 2, ...: trials that search the batch size evaluate at different optimizer
+steps, but the k-th evaluations line up). When the pruner says the trial is behind, it raises Optuna's
 ``TrialPruned``, which ends the run like any error: nothing is saved, locks are released and
 ``bertbridge_run_finished`` hears it.
 """
@@ -10,7 +11,7 @@ that optimizer step. When the pruner says the trial is behind, it raises Optuna'
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping
 
 from bertbridge.core.hookspecs import hookimpl
 from bertbridge.core.plugins.registry import plugin_manager
@@ -23,18 +24,18 @@ class TrialReporter:
         self.trial = trial
         self.key = f"eval_{metric}"
         self.pruned = pruned
-        self.last_step: Optional[int] = None
+        self.evaluations = 0
 
     @hookimpl
     def bertbridge_log_metrics(self, metrics: Mapping[str, float], stage: str, step: int, epoch: float) -> None:
         if stage != "eval" or self.key not in metrics:
             return
         value = float(metrics[self.key])
-        self.trial.report(value, step)
-        self.last_step = step
+        self.evaluations += 1
+        self.trial.report(value, self.evaluations)
         if self.trial.should_prune():
-            raise self.pruned(f"trial {self.trial.number} pruned at step {step}: {self.key}={value:.6g} is behind "
-                              "the earlier trials at that step")
+            raise self.pruned(f"trial {self.trial.number} pruned at evaluation {self.evaluations} (step {step}): "
+                              f"{self.key}={value:.6g} is behind the earlier trials there")
 
 
 @contextlib.contextmanager

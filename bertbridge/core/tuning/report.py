@@ -32,16 +32,19 @@ class TrialRecord:
     params: dict[str, Any]
     seconds: float
     evaluations: dict[int, float] = field(default_factory=dict)
+    """The tuned metric at each evaluation, by its number (1, 2, ...)."""
+    error: str = ""
+    """Why a failed trial failed (a bertbridge error's message), if it raised one."""
 
 
 def write_table(path: Path, trials: Sequence[TrialRecord], metric: str, parameters: Sequence[str]) -> Path:
-    """``trials.csv``: trial, state, the metric, each searched field, evaluations, seconds."""
+    """``trials.csv``: trial, state, the metric, each searched field, evaluations, seconds, error."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["trial", "state", metric, *parameters, "evaluations", "seconds"])
+    writer.writerow(["trial", "state", metric, *parameters, "evaluations", "seconds", "error"])
     for t in trials:
         writer.writerow([t.number, t.state, "" if t.value is None else repr(t.value),
-                         *[t.params.get(p, "") for p in parameters], len(t.evaluations), f"{t.seconds:.1f}"])
+                         *[t.params.get(p, "") for p in parameters], len(t.evaluations), f"{t.seconds:.1f}", t.error])
     write_text_atomic(path, out.getvalue())
     return path
 
@@ -66,7 +69,7 @@ def write_plot(path: Path, trials: Sequence[TrialRecord], metric: str, minimize:
             curves.plot(steps, [t.evaluations[s] for s in steps], style, marker="o", markersize=3,
                         label=f"trial {t.number}" + (" (pruned)" if t.state == "pruned" else ""))
     curves.set_title(f"validation {metric} at each evaluation")
-    curves.set_xlabel("optimizer step")
+    curves.set_xlabel("evaluation")
     if curves.get_lines() and len(curves.get_lines()) <= 12:
         curves.legend(loc="best", fontsize="x-small")
     for ax in (scores, curves):

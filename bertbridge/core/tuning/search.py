@@ -18,6 +18,7 @@ Example (runs offline in a few minutes on 2 CPU cores)::
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -46,21 +47,23 @@ class TuningError(BertbridgeError):
 @dataclass
 class TuningResult:
     """What :func:`tune` found. ``model_dir`` holds the best trial's model (``bertbridge.load`` it);
-    ``best_value`` is its validation ``metric``, the value in that folder's metrics."""
+    ``best_value`` is its validation ``metric``, the value in that folder's metrics. (While a search
+    runs, or after it was interrupted, the best finished trial's, in the study's trials folder.)"""
 
     metric: str
     direction: str
-    best_trial: int
-    best_value: float
+    best_trial: Optional[int]
+    best_value: Optional[float]
     best_params: dict[str, Any]
-    model_dir: Path
+    model_dir: Optional[Path]
     out_dir: Path
     trials: list[report.TrialRecord] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         counts = {state: sum(t.state == state for t in self.trials) for state in report.STATES}
         return {"metric": self.metric, "direction": self.direction, "best_trial": self.best_trial,
-                "best_value": self.best_value, "best_params": self.best_params, "model_dir": str(self.model_dir),
+                "best_value": self.best_value, "best_params": self.best_params,
+                "model_dir": None if self.model_dir is None else str(self.model_dir),
                 "out_dir": str(self.out_dir), "trials_complete": counts["complete"],
                 "trials_pruned": counts["pruned"], "trials_failed": counts["failed"]}
 
@@ -81,26 +84,49 @@ def tune(
     spec = load_spec(spec, overrides)
     task = tasks().get(spec.task.type)
     metric, minimize = objective(spec, task)
+    check_overrides(spec, overrides)
     target = check_output_dir(Path(output_dir) if output_dir is not None else Path(spec.output_dir))
-    out = study_folder(spec.tuning, target)
     optuna = import_optuna()
+    out = study_folder(spec.tuning, target)
     direction = "minimize" if minimize else "maximize"
     with locks.hold(target, "output_dir"), locks.hold(out, "tuning.out_dir"), _quiet(optuna):
         _clear_study(out)
         study = optuna.create_study(direction=direction, sampler=sampler or _default_sampler(optuna, spec),
                                     pruner=pruner or _default_pruner(optuna, spec.tuning))
         run = _Trials(spec, backend, metric, out / TRIALS_FOLDER, optuna.TrialPruned)
+        result = TuningResult(metric, direction, None, None, {}, None, out)
         try:
-            study.optimize(run, n_trials=spec.tuning.trials, callbacks=[run.keep_best])
-        finally:
-            records = [_record(t) for t in study.trials]
-            _write_reports(out, records, metric, minimize, [p.path for p in spec.tuning.parameters.parameters])
-        best = _best(study, records)
+            study.optimize(run, n_trials=spec.tuning.trials, callbacks=[run.keep_best], catch=(BertbridgeError,))
+        finally:  # an interrupted search still says what it found, and where that model is
+            result.trials = [_record(t, run.errors) for t in study.trials]
+            _note_best(result, study, run)
+            _write_reports(out, result, [p.path for p in spec.tuning.parameters.parameters])
+        best = _best(study, result.trials, run.errors)
         _save_best(run.folder(best.number), target)
         shutil.rmtree(out / TRIALS_FOLDER, ignore_errors=True)
-        result = TuningResult(metric, direction, best.number, best.value, dict(best.params), target, out, records)
-        report.write_summary(out / report.SUMMARY_NAME, result.summary(), records)
+        result.model_dir = target
+        report.write_summary(out / report.SUMMARY_NAME, result.summary(), result.trials)
     return result
+
+
+def _note_best(result: TuningResult, study, run: "_Trials") -> None:
+    """The best finished trial so far (its model still in the trials folder), if any."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return
+    result.best_trial, result.best_value, result.best_params = best.number, best.value, dict(best.params)
+    result.model_dir = run.folder(best.number)
+
+
+def check_overrides(spec: TaskSpec, overrides: Sequence[str]) -> None:
+    """A ``--set`` of a searched field would be overwritten by every trial: refused."""
+    searched = {p.path for p in spec.tuning.parameters.parameters}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in searched:
+            raise SpecError(f"--set {key}=... sets a field that tuning.parameters searches; each trial draws its own value. "
+                            f"Drop the --set, or narrow the search (--set 'tuning.parameters={{...}}').")
 
 
 def objective(spec: TaskSpec, task: Task) -> tuple[str, bool]:
@@ -135,10 +161,16 @@ def study_folder(cfg: TuningConfig, target: Path) -> Path:
     if out.exists():
         if not out.is_dir():
             raise SpecError(f"tuning.out_dir {out} is a file; give a folder path.")
-        strangers = sorted(p.name for p in out.iterdir() if p.name not in _STUDY_FILES and not p.name.startswith("."))
+        names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+        earlier = bool(names & {report.TABLE_NAME, report.SUMMARY_NAME})
+        strangers = sorted(names - (_STUDY_FILES if earlier else set()))
         if strangers:
             raise SpecError(f"tuning.out_dir {out} holds files that are not a bertbridge study's ({', '.join(strangers[:3])}); "
                             "choose an empty or new folder (an earlier study there is replaced).")
+        kept = sorted(p.name for p in (out / TRIALS_FOLDER).iterdir() if p.is_dir()) if (out / TRIALS_FOLDER).is_dir() else []
+        if kept:
+            raise SpecError(f"tuning.out_dir {out} still holds the best model of an interrupted search ({TRIALS_FOLDER}/{kept[0]}); "
+                            "move it out (or delete it), then run the search again.")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -166,9 +198,9 @@ def import_optuna():
 
 @contextlib.contextmanager
 def _quiet(optuna) -> Iterator[None]:
-    """Optuna's per-trial INFO lines replaced by ours for the search (restored after)."""
+    """Optuna's per-trial lines replaced by ours for the search (restored after)."""
     level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our line says why, without a traceback
     try:
         yield
     finally:
@@ -191,6 +223,7 @@ class _Trials:
 
     def __init__(self, spec: TaskSpec, backend: Optional[str], metric: str, folder: Path, pruned: type) -> None:
         self.spec, self.backend, self.metric, self.root, self.pruned = spec, backend, metric, folder, pruned
+        self.errors: dict[int, str] = {}
 
     def folder(self, number: int) -> Path:
         return self.root / f"{number:03d}"
@@ -198,15 +231,21 @@ class _Trials:
     def __call__(self, trial) -> float:
         values = space.suggest(trial, self.spec.tuning.parameters.parameters)
         start = time.perf_counter()
-        overrides = [*space.as_overrides(values), f"training.early_stopping.metric={self.metric}"]
+        # trials differ in values, so one trial's checkpoint can never resume another: none are written
+        overrides = [*space.as_overrides(values), f"training.early_stopping.metric={self.metric}", "training.checkpoint_dir=null"]
         with reporting(trial, self.metric, self.pruned):
             try:
                 model = train(self.spec, backend=self.backend, overrides=overrides, output_dir=self.folder(trial.number))
             except self.pruned:
                 _announce(trial.number, "pruned", None, self.metric, values, time.perf_counter() - start)
                 raise
+            except BertbridgeError as exc:  # this trial's values failed (the search goes on)
+                self.errors[trial.number] = str(exc)
+                _announce(trial.number, "failed", None, self.metric, values, time.perf_counter() - start, str(exc))
+                raise
         value = float(model.metrics[self.metric])
-        _announce(trial.number, "complete", value, self.metric, values, time.perf_counter() - start)
+        state = "complete" if math.isfinite(value) else "failed"  # Optuna fails a trial that returns nan
+        _announce(trial.number, state, value, self.metric, values, time.perf_counter() - start)
         return value
 
     def keep_best(self, study, trial) -> None:
@@ -215,36 +254,43 @@ class _Trials:
             best = study.best_trial.number
         except ValueError:  # no trial has finished yet
             best = None
-        for folder in self.root.glob("[0-9][0-9][0-9]"):
-            if best is None or folder.name != f"{best:03d}":
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.is_dir() and folder.name.isdigit() and (best is None or int(folder.name) != best):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _announce(number: int, state: str, value: Optional[float], metric: str, values: dict, seconds: float) -> None:
+def _announce(number: int, state: str, value: Optional[float], metric: str, values: dict, seconds: float,
+              error: str = "") -> None:
     shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
     score = f" {metric}={value:.6g}" if value is not None else ""
-    write_line(f"trial={number} state={state}{score} {shown} seconds={seconds:.1f}")
+    why = f" error={error.splitlines()[0]!r}" if error else ""
+    write_line(f"trial={number} state={state}{score} {shown} seconds={seconds:.1f}{why}")
 
 
-def _record(trial) -> report.TrialRecord:
+def _record(trial, errors: dict[int, str]) -> report.TrialRecord:
     seconds = trial.duration.total_seconds() if trial.duration is not None else 0.0
     return report.TrialRecord(number=trial.number, state=_STATES.get(trial.state.name, trial.state.name.lower()),
                               value=trial.value if trial.state.name == "COMPLETE" else None, params=dict(trial.params),
-                              seconds=seconds, evaluations=dict(sorted(trial.intermediate_values.items())))
+                              seconds=seconds, evaluations=dict(sorted(trial.intermediate_values.items())),
+                              error=errors.get(trial.number, ""))
 
 
-def _write_reports(out: Path, records: list, metric: str, minimize: bool, parameters: list[str]) -> None:
-    report.write_table(out / report.TABLE_NAME, records, metric, parameters)
-    report.write_plot(out / report.PLOT_NAME, records, metric, minimize)
+def _write_reports(out: Path, result: TuningResult, parameters: list[str]) -> None:
+    report.write_table(out / report.TABLE_NAME, result.trials, result.metric, parameters)
+    report.write_plot(out / report.PLOT_NAME, result.trials, result.metric, result.direction == "minimize")
+    report.write_summary(out / report.SUMMARY_NAME, result.summary(), result.trials)  # replaced once a best is saved
 
 
-def _best(study, records: list) -> Any:
+def _best(study, records: list, errors: dict[int, str]) -> Any:
     try:
         return study.best_trial
     except ValueError:
         counts = ", ".join(f"{sum(r.state == s for r in records)} {s}" for s in report.STATES)
+        first = f" The first failure: {next(iter(errors.values()))}" if errors else ""
         raise TuningError(f"no trial finished ({counts}); see the trials table for what each reached. With pruning, "
-                          "try more trials or tuning.pruning: false.") from None
+                          f"try more trials or tuning.pruning: false.{first}") from None
 
 
 def _save_best(folder: Path, target: Path) -> None:
