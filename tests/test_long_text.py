@@ -204,24 +204,15 @@ def test_onnx_export_combines_the_same_windows(windowed, tmp_path):
 
 def test_the_tf_serving_handler_combines_the_same_windows(windowed, tmp_path):
     pytest.importorskip("tensorflow")
-    from test_qa_exports import HANDLER_SCRIPT, _FakeTFServing
+    from test_qa_exports import run_tf_serving_handler
 
     model, _ = windowed
     texts = _reviews()
     version = bertbridge.export(model.path, "savedmodel", tmp_path / "export")
     code = tmp_path / "export" / "code"
     assert "bertbridge" in {p.name for p in code.iterdir()}  # the windowing handler, with the package it runs on
-    fake = _FakeTFServing(version)
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        done = subprocess.run([sys.executable, "-c", HANDLER_SCRIPT, str(code), fake.uri], input=json.dumps(texts).encode(),
-                              capture_output=True, env=env, cwd=tmp_path, timeout=120, check=False)
-        assert done.returncode == 0, done.stderr.decode()[-3000:]
-        result = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    finally:
-        fake.close()
-    assert Path(result["bertbridge_file"]).resolve().is_relative_to(code.resolve())
+    result, requests = run_tf_serving_handler(version, code, texts, tmp_path)
     rows = result["ok"][0]["predictions"]
     got = np.array([[r["probabilities"][label] for label in model.labels] for r in rows])
     np.testing.assert_allclose(got, model.predict_proba(texts), atol=1e-4)
-    assert fake.requests >= 1
+    assert requests >= 1

@@ -177,6 +177,22 @@ print(json.dumps(results))
 """
 
 
+def run_tf_serving_handler(version: Path, code: Path, payload, tmp_path: Path) -> tuple[dict, int]:
+    """HANDLER_SCRIPT's results for ``payload`` (and TF Serving's request count), the export's ``code/``
+    run with only its own folder's bertbridge, as the TF Serving container runs it."""
+    fake = _FakeTFServing(version)
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        done = subprocess.run([sys.executable, "-c", HANDLER_SCRIPT, str(code), fake.uri], input=json.dumps(payload).encode(),
+                              capture_output=True, env=env, cwd=tmp_path, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    finally:
+        fake.close()
+    assert Path(result["bertbridge_file"]).resolve().is_relative_to(code.resolve())  # the vendored copy ran
+    return result, fake.requests
+
+
 def test_savedmodel_qa_export_answers_through_the_tf_serving_handler(qa, tmp_path):
     """The export's code/inference.py, run with only its own folder's bertbridge (as the TF Serving
     container runs it), answers like the model, long contexts across several windows included."""
@@ -196,20 +212,11 @@ def test_savedmodel_qa_export_answers_through_the_tf_serving_handler(qa, tmp_pat
                                model.model.logits(batch), atol=1e-4)
 
     pairs = pairs_of(dev)
-    fake = _FakeTFServing(version)
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        done = subprocess.run([sys.executable, "-c", HANDLER_SCRIPT, str(code), fake.uri], input=json.dumps(pairs).encode(),
-                              capture_output=True, env=env, cwd=tmp_path, timeout=120, check=False)
-        assert done.returncode == 0, done.stderr.decode()[-3000:]
-        result = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    finally:
-        fake.close()
-    assert Path(result["bertbridge_file"]).resolve().is_relative_to(code.resolve())  # the vendored copy ran
+    result, requests = run_tf_serving_handler(version, code, pairs, tmp_path)
     body, ctype = result["ok"]
     assert ctype == "application/json"
     assert_same_answers(body["predictions"], model.predict(pairs))
-    assert fake.requests >= 1
+    assert requests >= 1
     bad_json, no_context, bad_type = result["errors"]
     assert bad_json.startswith("400: invalid JSON at line 1")
     assert no_context.startswith("400: ") and "context" in no_context
