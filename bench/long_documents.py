@@ -160,7 +160,16 @@ def main() -> None:
     started = time.perf_counter()
     line = run(args)
     line["wall_s"] = time.perf_counter() - started
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in line.items()}))
+    print(json.dumps(_rounded(line)))
+
+
+def _rounded(value):
+    """Five significant digits (a learning rate of 5e-5 stays 5e-05)."""
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 if __name__ == "__main__":
