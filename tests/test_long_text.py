@@ -194,11 +194,12 @@ def test_other_backends_open_it_and_combine_the_same_windows(windowed):
     np.testing.assert_allclose(json.loads(run.stdout.strip().splitlines()[-1]), model.predict_proba(texts), atol=1e-4)
 
 
-def test_onnx_export_combines_the_same_windows(windowed, tmp_path):
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_onnx_and_pt2_exports_combine_the_same_windows(windowed, tmp_path, fmt):
     pytest.importorskip("onnxruntime")
     model, _ = windowed
     texts = _reviews()
-    exported = bertbridge.export(model.path, "onnx", tmp_path / "onnx")
+    exported = bertbridge.export(model.path, fmt, tmp_path / fmt)
     np.testing.assert_allclose(bertbridge.load(exported.parent).predict_proba(texts), model.predict_proba(texts), atol=1e-4)
 
 
