@@ -121,7 +121,7 @@ def test_without_long_text_a_warning_counts_the_cut_texts(tiny_model_dir, tmp_pa
         warnings.simplefilter("always")
         bertbridge.train(spec, backend="pytorch")
     messages = [str(w.message) for w in caught if "max_seq_length=16" in str(w.message)]
-    assert any(m.startswith(f"{tmp_path / 'train.tsv'}: 64 of 64 texts are longer than max_seq_length=16 tokens") for m in messages)
+    assert any(m.startswith(f"{tmp_path / 'train.tsv'}: 64 of 64 inputs are longer than max_seq_length=16 tokens") for m in messages)
     assert any("set task.long_text" in m for m in messages)
 
 
@@ -217,3 +217,43 @@ def test_the_tf_serving_handler_combines_the_same_windows(windowed, tmp_path):
     got = np.array([[r["probabilities"][label] for label in model.labels] for r in rows])
     np.testing.assert_allclose(got, model.predict_proba(texts), atol=1e-4)
     assert requests >= 1
+
+
+def test_reading_warns_only_about_what_it_drops(windowed):
+    from bertbridge.core.tasks.classification.data import read_split
+
+    model, folder = windowed
+    read = dict(cfg=model.data_config(), encoder=model.encoder, label_map=model.label_map, max_length=16, multi_label=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_split(folder / "dev.tsv", long_text=LONG, **read)
+        assert not caught  # every token read
+        read_split(folder / "dev.tsv", long_text={**LONG, "max_windows": 2}, **read)
+    assert [str(w.message) for w in caught] == [
+        f"{folder / 'dev.tsv'}: 24 of 24 texts need more than max_windows=2 windows of 16 tokens; their ends were not "
+        "read. Raise task.long_text.max_windows to read them."]
+
+
+def test_older_bertbridge_refuses_a_windowed_model_and_a_damaged_manifest_is_named(windowed, tmp_path):
+    from bertbridge.core.io.artifacts import FORMAT_VERSION, Manifest, copy_files
+
+    model, _ = windowed
+    saved = json.loads((model.path / "bertbridge.json").read_text())
+    assert saved["format_version"] == 2 != FORMAT_VERSION  # a reader of version 1 says "Upgrade bertbridge"
+    damaged = tmp_path / "damaged"
+    copy_files(model.path, damaged)
+    (damaged / "bertbridge.json").write_text(json.dumps({**saved, "long_text": {**LONG, "aggregate": "median"}}))
+    with pytest.raises(bertbridge.BertbridgeError, match="manifest field 'long_text' must hold stride"):
+        Manifest.read(damaged)
+
+
+def test_explain_and_attention_refuse_a_text_of_several_windows(windowed, tmp_path):
+    from bertbridge.core.debugger.attention_view import from_model
+    from bertbridge.core.debugger.explain import explain
+
+    model, _ = windowed
+    long = _reviews(2)[0]
+    for call, name in ((lambda t: explain(model, t), "explain"), (lambda t: from_model(model, t), "attention")):
+        with pytest.raises(DataError, match=f"{name} reads one window of 16 tokens, and this model .task.long_text."):
+            call(long)
+    assert explain(model, "the film was good .")["tokens"][0] == "[CLS]"  # a text of one window is explained

@@ -555,6 +555,9 @@ def _check_searchable(spec: "TaskSpec", param: SearchParameter, path: str) -> No
     node: Any = spec
     hint: Any = TaskSpec
     for part in param.path.split("."):
+        if node is None and hint is not TaskSpec:  # an optional section the spec leaves out (task.long_text)
+            raise SpecError(f"{path}: {param.path} is inside a section this spec does not set; set it first "
+                            "(e.g. task.long_text: {}), then search its fields.")
         if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
             raise SpecError(f"{path}: {param.path} is not a spec field (e.g. training.learning_rate, training.epochs).")
         hint = typing.get_type_hints(type(node))[part]

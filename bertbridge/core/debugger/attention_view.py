@@ -50,6 +50,9 @@ class AttentionData:
 def from_model(predictor, text: str, text_pair: Optional[str] = None) -> AttentionData:
     """The attention of ``predictor``'s model (a loaded model folder) on one input, tokenized as it
     predicts (the manifest's ``max_seq_length``; a pair is cut from its second text first)."""
+    from bertbridge.core.debugger.explain import check_one_window
+
+    check_one_window(predictor, text, text_pair, "attention")
     features, batch = encode_batch(predictor.encoder, [(text, text_pair)], predictor.manifest.max_seq_length)
     attention = np.asarray(predictor.model.attentions(batch))[0].astype(np.float32)
     tokens = predictor.encoder.id_tokens(features.input_ids[0])

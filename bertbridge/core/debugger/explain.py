@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from bertbridge.core.errors import DataError
 from bertbridge.core.plugins.registry import tasks
 from bertbridge.core.text.batching import encode_batch
 
@@ -37,8 +38,22 @@ TOLERANCE = 0.05
 ``max(1, |score - baseline_score|)``."""
 
 
+def check_one_window(predictor, text: str, text_pair: Optional[str], command: str) -> None:
+    """``explain`` and ``attention`` read one sequence: a ``task.long_text`` model's text must fit in one
+    window, or what they show would not be what the model predicts from."""
+    settings = predictor.manifest.long_text
+    if not settings or text_pair is not None:
+        return
+    length = predictor.manifest.max_seq_length
+    features, _ = predictor.encoder.encode_windows([text], max_length=length, stride=int(settings["stride"]), max_windows=2)
+    if len(features) > 1:
+        raise DataError(f"{command} reads one window of {length} tokens, and this model (task.long_text) reads this text in "
+                        f"several and combines them; pass a passage of at most {length} tokens.")
+
+
 def explain(predictor, text: str, text_pair: Optional[str] = None, *, steps: int = STEPS) -> dict[str, Any]:
     """Attributions of ``predictor``'s model (a loaded model folder) for one input; a JSON-ready dict."""
+    check_one_window(predictor, text, text_pair, "explain")
     encoder, model = predictor.encoder, predictor.model
     features, batch = encode_batch(encoder, [(text, text_pair)], predictor.manifest.max_seq_length)
     weights, target = tasks().get(predictor.manifest.task).explain_target(predictor.manifest, model.logits(batch), batch)

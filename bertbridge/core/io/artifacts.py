@@ -33,6 +33,10 @@ from bertbridge.core.errors import ArtifactError
 
 MANIFEST_NAME = "bertbridge.json"
 FORMAT_VERSION = 1
+LONG_TEXT_FORMAT_VERSION = 2
+"""The manifest version of a ``task.long_text`` model: a bertbridge that only reads version 1 refuses
+it ("Upgrade bertbridge") instead of cutting each text to its first window."""
+READABLE_VERSIONS = (FORMAT_VERSION, LONG_TEXT_FORMAT_VERSION)
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -68,6 +72,7 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["labels"] = list(self.labels)
+        data["format_version"] = LONG_TEXT_FORMAT_VERSION if self.long_text else FORMAT_VERSION
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -87,9 +92,9 @@ class Manifest:
         if not isinstance(data, dict):
             raise ArtifactError(f"{path}: the manifest must be a JSON object.")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ArtifactError(
-                f"{path}: manifest format_version {version!r}; this bertbridge reads version {FORMAT_VERSION}. "
+                f"{path}: manifest format_version {version!r}; this bertbridge reads versions {READABLE_VERSIONS[0]}-{READABLE_VERSIONS[-1]}. "
                 "Upgrade bertbridge, or retrain the model."
             )
         known = set(cls.__dataclass_fields__)
@@ -102,6 +107,7 @@ class Manifest:
         for key, expected in types.items():
             if key in data and (not isinstance(data[key], expected) or (expected is int and isinstance(data[key], bool))):
                 raise ArtifactError(f"{path}: manifest field {key!r} has the wrong type ({type(data[key]).__name__}). The folder is damaged; retrain or restore it.")
+        _check_long_text(path, data.get("long_text") or {})
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["labels"] = tuple(str(x) for x in kwargs["labels"])
         dupes = sorted(label for label, n in collections.Counter(kwargs["labels"]).items() if n > 1)
@@ -263,6 +269,19 @@ def check_weights(folder: Path) -> Path:
         else ""
     )
     raise ArtifactError(f"{folder}: no {WEIGHTS_NAME}.{hint}")
+
+
+def _check_long_text(path: Path, settings: Mapping[str, Any]) -> None:
+    """A manifest's ``long_text`` settings are what a model saved (or nothing)."""
+    if not settings:
+        return
+    from bertbridge.core.spec import LONG_TEXT_AGGREGATES
+
+    ok = (isinstance(settings.get("stride"), int) and settings["stride"] >= 0 and isinstance(settings.get("max_windows"), int)
+          and settings["max_windows"] >= 1 and settings.get("aggregate") in LONG_TEXT_AGGREGATES)
+    if not ok:
+        raise ArtifactError(f"{path}: manifest field 'long_text' must hold stride (>= 0), max_windows (>= 1) and aggregate "
+                            f"({', '.join(LONG_TEXT_AGGREGATES)}); it holds {dict(settings)}. The folder is damaged; retrain or restore it.")
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -75,6 +76,7 @@ class TextEncoder:
 
     def __init__(self, tokenizer, folder: Path, lowercase: bool, model_max_length: int, pad_id: int) -> None:
         self._tokenizer = tokenizer
+        self._lock = threading.RLock()  # encode and usable_prefix switch the tokenizer's truncation: one at a time
         self.folder = folder
         self.lowercase = lowercase
         self.model_max_length = model_max_length
@@ -129,6 +131,10 @@ class TextEncoder:
         tokenizing it whole, with one exception: when *both* texts of a pair exceed
         ``PAIR_PREFIX_FACTOR * max_length`` tokens, which of them gets the odd token of an odd
         budget can differ (the tokenizer gives it to the longer one, and both are cut)."""
+        with self._lock:
+            return self._encode(texts, pairs, max_length, sequence_ids)
+
+    def _encode(self, texts: Sequence[str], pairs: Optional[Sequence[str]], max_length: int, sequence_ids: bool) -> Encoded:
         self.check_max_length(max_length)
         keep = max_length if pairs is None else PAIR_PREFIX_FACTOR * max_length
         texts = [self.usable_prefix(t, keep) for t in texts]
@@ -148,7 +154,12 @@ class TextEncoder:
                        max_windows: int) -> tuple[Encoded, np.ndarray]:
         """Each text as overlapping windows of at most ``max_length`` tokens ([CLS]/[SEP] in each),
         consecutive windows sharing ``stride`` tokens, at most ``max_windows`` per text. Returns the
-        windows, in text order, and the index of the text each window comes from."""
+        windows, in text order (``truncated``: how many texts had more than ``max_windows``), and the
+        index of the text each window comes from."""
+        with self._lock:
+            return self._encode_windows(texts, max_length, stride, max_windows)
+
+    def _encode_windows(self, texts: Sequence[str], max_length: int, stride: int, max_windows: int) -> tuple[Encoded, np.ndarray]:
         self.check_max_length(max_length)
         content = max_length - self.num_special_tokens
         if not 0 <= stride < content:
@@ -163,7 +174,8 @@ class TextEncoder:
             self._tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
         windows = [(doc, w) for doc, e in enumerate(encodings) for w in ([e, *e.overflowing])[:max_windows]]
         features = Encoded([np.asarray(w.ids, dtype=np.int32) for _, w in windows],
-                           [np.asarray(w.type_ids, dtype=np.int32) for _, w in windows])
+                           [np.asarray(w.type_ids, dtype=np.int32) for _, w in windows],
+                           truncated=sum(1 for e in encodings if len(e.overflowing) >= max_windows))
         return features, np.fromiter((doc for doc, _ in windows), dtype=np.int64, count=len(windows))
 
     @property
@@ -186,13 +198,14 @@ class TextEncoder:
         piece = PREFIX_CHARS_PER_TOKEN * max_tokens
         if len(text) <= piece:
             return text
-        truncation = self._tokenizer.truncation
-        self._tokenizer.no_truncation()
-        try:
-            return self._prefix_past(text, max_tokens, piece)
-        finally:
-            if truncation:
-                self._tokenizer.enable_truncation(**truncation)
+        with self._lock:
+            truncation = self._tokenizer.truncation
+            self._tokenizer.no_truncation()
+            try:
+                return self._prefix_past(text, max_tokens, piece)
+            finally:
+                if truncation:
+                    self._tokenizer.enable_truncation(**truncation)
 
     def _prefix_past(self, text: str, max_tokens: int, piece: int) -> str:
         counted, start = 0, 0

@@ -61,13 +61,21 @@ def read_split(
     targets = label_map.encode(examples, str(path), multi_label) if require_labels else None
     texts, pairs = texts_of(examples)
     if long_text:
+        if pairs is not None:
+            raise DataError(f"{path}: this model classifies single texts in windows (task.long_text), but the file is "
+                            "read as sentence pairs; leave text_pair_column out.")
         features, doc_index = windows.encode(encoder, texts, long_text, max_length)
+        if features.truncated:
+            warnings.warn(f"{path}: {features.truncated} of {len(texts)} texts need more than max_windows="
+                          f"{long_text['max_windows']} windows of {max_length} tokens; their ends were not read. Raise "
+                          "task.long_text.max_windows to read them.", UserWarning, stacklevel=2)
         return Split(str(path), examples, features, targets, doc_index)
     features = encoder.encode(texts, pairs, max_length=max_length)
     if features.truncated:
-        warnings.warn(f"{path}: {features.truncated} of {len(features)} texts are longer than max_seq_length={max_length} "
-                      "tokens and were cut to it; set task.long_text to classify whole texts in windows.",
-                      UserWarning, stacklevel=2)
+        fix = ("set task.long_text to classify whole texts in windows." if pairs is None
+               else "raise training.max_seq_length to keep more of each pair.")
+        warnings.warn(f"{path}: {features.truncated} of {len(features)} inputs are longer than max_seq_length={max_length} "
+                      f"tokens and were cut to it; {fix}", UserWarning, stacklevel=2)
     return Split(str(path), examples, features, targets)
 
 
